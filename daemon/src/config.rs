@@ -1,0 +1,625 @@
+//! One TOML file describes a site. Unknown keys are errors; every error names
+//! the line, the column and what to change.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole configuration of one box.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: Node,
+    #[serde(default)]
+    pub spool: Spool,
+    #[serde(default)]
+    pub forward: Forward,
+    #[serde(default)]
+    pub scanners: Vec<Scanner>,
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub ae_title: AeTitle,
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    pub spool_dir: PathBuf,
+    #[serde(default = "default_max_associations")]
+    pub max_associations: Bounded<1, 1024>,
+    /// Largest P-DATA PDU we accept; announced in A-ASSOCIATE-AC.
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu_length: Bounded<4096, 4_194_304>,
+    /// ARTIM: how long a new connection may take to send its A-ASSOCIATE-RQ,
+    /// and how long we wait for the peer to close after a release.
+    #[serde(default = "default_artim")]
+    pub artim_timeout_secs: Bounded<1, 600>,
+    /// How long an established association may sit idle between PDUs.
+    #[serde(default = "default_dimse_timeout")]
+    pub dimse_timeout_secs: Bounded<1, 3600>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spool {
+    /// Above this share of the spool filesystem in use, new associations are
+    /// refused and C-STOREs answered 0xA700.
+    #[serde(default = "default_high_watermark")]
+    pub high_watermark_percent: Bounded<1, 99>,
+    /// Ingest resumes once use falls back under this share.
+    #[serde(default = "default_low_watermark")]
+    pub low_watermark_percent: Bounded<1, 99>,
+    /// How long an instance is kept after every destination acknowledged it.
+    #[serde(default = "default_retention")]
+    pub retention_hours: Bounded<0, 87_600>,
+    /// A segment file is closed and a new one started past this size.
+    #[serde(default = "default_segment_mb")]
+    pub segment_max_mb: Bounded<1, 4096>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_secs: Bounded<1, 3600>,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: Bounded<1, 86_400>,
+    /// After this long failing transiently, an instance is dead-lettered.
+    #[serde(default = "default_give_up")]
+    pub give_up_after_hours: Bounded<1, 8760>,
+    /// Instances sent on one association before it is released.
+    #[serde(default = "default_batch")]
+    pub batch_size: Bounded<1, 10_000>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: Bounded<1, 600>,
+    /// How long to wait for a C-STORE-RSP before the association is aborted.
+    #[serde(default = "default_dimse_timeout")]
+    pub dimse_timeout_secs: Bounded<1, 3600>,
+}
+
+/// A modality allowed to send to us.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scanner {
+    /// Calling AE title; `"*"` accepts any title from the listed hosts.
+    pub ae_title: AeTitlePattern,
+    pub hosts: Vec<HostPattern>,
+}
+
+/// A PACS (or any Storage SCP) that receives every instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    pub name: DestinationName,
+    pub ae_title: AeTitle,
+    pub address: PeerAddress,
+    /// Calling AE title we present; defaults to `node.ae_title`.
+    #[serde(default)]
+    pub calling_ae_title: Option<AeTitle>,
+    #[serde(default = "default_max_pdu")]
+    pub max_pdu_length: Bounded<4096, 4_194_304>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 11112))
+}
+fn default_max_associations() -> Bounded<1, 1024> {
+    Bounded(16)
+}
+fn default_max_pdu() -> Bounded<4096, 4_194_304> {
+    Bounded(262_144)
+}
+fn default_artim() -> Bounded<1, 600> {
+    Bounded(30)
+}
+fn default_dimse_timeout() -> Bounded<1, 3600> {
+    Bounded(120)
+}
+fn default_high_watermark() -> Bounded<1, 99> {
+    Bounded(90)
+}
+fn default_low_watermark() -> Bounded<1, 99> {
+    Bounded(85)
+}
+fn default_retention() -> Bounded<0, 87_600> {
+    Bounded(24)
+}
+fn default_segment_mb() -> Bounded<1, 4096> {
+    Bounded(256)
+}
+fn default_retry_initial() -> Bounded<1, 3600> {
+    Bounded(2)
+}
+fn default_retry_max() -> Bounded<1, 86_400> {
+    Bounded(300)
+}
+fn default_give_up() -> Bounded<1, 8760> {
+    Bounded(72)
+}
+fn default_batch() -> Bounded<1, 10_000> {
+    Bounded(200)
+}
+fn default_connect_timeout() -> Bounded<1, 600> {
+    Bounded(10)
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool {
+            high_watermark_percent: default_high_watermark(),
+            low_watermark_percent: default_low_watermark(),
+            retention_hours: default_retention(),
+            segment_max_mb: default_segment_mb(),
+        }
+    }
+}
+
+impl Default for Forward {
+    fn default() -> Self {
+        Forward {
+            retry_initial_secs: default_retry_initial(),
+            retry_max_secs: default_retry_max(),
+            give_up_after_hours: default_give_up(),
+            batch_size: default_batch(),
+            connect_timeout_secs: default_connect_timeout(),
+            dimse_timeout_secs: default_dimse_timeout(),
+        }
+    }
+}
+
+impl Node {
+    pub fn artim_timeout(&self) -> Duration {
+        Duration::from_secs(self.artim_timeout_secs.get())
+    }
+    pub fn dimse_timeout(&self) -> Duration {
+        Duration::from_secs(self.dimse_timeout_secs.get())
+    }
+}
+
+impl Forward {
+    pub fn retry_initial(&self) -> Duration {
+        Duration::from_secs(self.retry_initial_secs.get())
+    }
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_secs(self.retry_max_secs.get())
+    }
+    pub fn give_up_after(&self) -> Duration {
+        Duration::from_secs(self.give_up_after_hours.get() * 3600)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs.get())
+    }
+    pub fn dimse_timeout(&self) -> Duration {
+        Duration::from_secs(self.dimse_timeout_secs.get())
+    }
+}
+
+impl Spool {
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_hours.get() * 3600)
+    }
+    pub fn segment_max_bytes(&self) -> u64 {
+        self.segment_max_mb.get() * 1024 * 1024
+    }
+}
+
+impl Destination {
+    pub fn calling_ae<'a>(&'a self, node: &'a Node) -> &'a str {
+        self.calling_ae_title
+            .as_ref()
+            .map_or(node.ae_title.as_str(), AeTitle::as_str)
+    }
+}
+
+/// An integer that must lie in `MIN..=MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+    pub fn new(value: u64) -> Option<Self> {
+        (MIN..=MAX).contains(&value).then_some(Bounded(value))
+    }
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> TryFrom<i64> for Bounded<MIN, MAX> {
+    type Error = String;
+    fn try_from(value: i64) -> Result<Self, String> {
+        u64::try_from(value)
+            .ok()
+            .and_then(Self::new)
+            .ok_or_else(|| {
+                format!("{value} is out of range; use a whole number from {MIN} to {MAX}")
+            })
+    }
+}
+
+/// A DICOM AE title: 1 to 16 characters of the default repertoire, no backslash,
+/// not all spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AeTitle(String);
+
+impl AeTitle {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AeTitle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for AeTitle {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Err(
+                "an AE title cannot be empty; use 1 to 16 characters, e.g. \"FIRSTLOOK\"".into(),
+            );
+        }
+        if trimmed.len() > 16 {
+            return Err(format!(
+                "AE title \"{trimmed}\" has {} characters; DICOM allows at most 16, e.g. \"{}\"",
+                trimmed.len(),
+                &trimmed[..16]
+            ));
+        }
+        if let Some(c) = trimmed
+            .chars()
+            .find(|c| !c.is_ascii() || c.is_ascii_control() || *c == '\\')
+        {
+            return Err(format!(
+                "AE title \"{trimmed}\" contains {c:?}; use printable ASCII without backslash"
+            ));
+        }
+        Ok(AeTitle(trimmed.to_string()))
+    }
+}
+
+/// A calling AE title to accept, or `*` for any.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum AeTitlePattern {
+    Any,
+    Exact(AeTitle),
+}
+
+impl AeTitlePattern {
+    pub fn matches(&self, calling: &str) -> bool {
+        match self {
+            AeTitlePattern::Any => true,
+            AeTitlePattern::Exact(ae) => ae.as_str() == calling.trim(),
+        }
+    }
+}
+
+impl TryFrom<String> for AeTitlePattern {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        if value.trim() == "*" {
+            Ok(AeTitlePattern::Any)
+        } else {
+            AeTitle::try_from(value).map(AeTitlePattern::Exact)
+        }
+    }
+}
+
+/// An address or CIDR network a scanner may connect from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostPattern(IpNet);
+
+impl HostPattern {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.contains(&ip)
+    }
+}
+
+impl TryFrom<String> for HostPattern {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let v = value.trim();
+        if let Ok(net) = v.parse::<IpNet>() {
+            return Ok(HostPattern(net.trunc()));
+        }
+        if let Ok(ip) = v.parse::<IpAddr>() {
+            return Ok(HostPattern(IpNet::from(ip)));
+        }
+        Err(format!(
+            "\"{v}\" is not an IP address or network; write e.g. \"10.1.2.7\" or \"10.1.2.0/24\" (host names are not accepted: a scanner is identified by its address)"
+        ))
+    }
+}
+
+/// `host:port` of a peer; the host may be a name, resolved at each connection.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PeerAddress(String);
+
+impl PeerAddress {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for PeerAddress {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let v = value.trim();
+        let ok = v.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+        });
+        if ok {
+            Ok(PeerAddress(v.to_string()))
+        } else {
+            Err(format!(
+                "\"{v}\" is not host:port; write e.g. \"10.1.2.50:104\" or \"pacs.example.org:11112\""
+            ))
+        }
+    }
+}
+
+/// A destination's name: used in the spool and in status output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DestinationName(String);
+
+impl DestinationName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DestinationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for DestinationName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if ok {
+            Ok(DestinationName(value))
+        } else {
+            Err(format!(
+                "destination name \"{value}\" must be 1 to 64 letters, digits, '-', '_' or '.', e.g. \"pacs-main\""
+            ))
+        }
+    }
+}
+
+/// Why a configuration was refused. The message names the place and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid, with the place and the fix.
+    #[error("{origin}:{line}:{column}: {message}\n  fix: {fix}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+        fix: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let message = e.message().trim().to_string();
+            let fix = fix_for(&message);
+            invalid_at(text, origin, offset, message, fix)
+        })?;
+        config.validate(text, origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let at_key = |key: &str, message: String, fix: String| {
+            invalid_at(text, origin, find_key(text, key), message, fix)
+        };
+        let spool = &self.spool;
+        if spool.low_watermark_percent.get() >= spool.high_watermark_percent.get() {
+            return Err(at_key(
+                "low_watermark_percent",
+                format!(
+                    "low_watermark_percent ({}) must be below high_watermark_percent ({})",
+                    spool.low_watermark_percent.get(),
+                    spool.high_watermark_percent.get()
+                ),
+                "set low_watermark_percent a few points under high_watermark_percent, e.g. 85 and 90".into(),
+            ));
+        }
+        if self.forward.retry_initial_secs.get() > self.forward.retry_max_secs.get() {
+            return Err(at_key(
+                "retry_initial_secs",
+                "retry_initial_secs is larger than retry_max_secs".into(),
+                "make retry_initial_secs at most retry_max_secs, e.g. 2 and 300".into(),
+            ));
+        }
+        for (i, d) in self.destinations.iter().enumerate() {
+            if self.destinations[..i].iter().any(|o| o.name == d.name) {
+                return Err(invalid_at(
+                    text,
+                    origin,
+                    find_value(text, d.name.as_str(), 2),
+                    format!("destination name \"{}\" is used twice", d.name),
+                    "give each [[destinations]] entry its own name".into(),
+                ));
+            }
+        }
+        for s in &self.scanners {
+            if s.hosts.is_empty() {
+                return Err(at_key(
+                    "hosts",
+                    "a [[scanners]] entry has an empty hosts list, so nobody could use it".into(),
+                    "list the scanner's address, e.g. hosts = [\"10.1.2.7\"]".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The defaults `firstlookd` runs on without `--config`: loopback only,
+    /// any calling AE from this machine, no destinations.
+    pub fn embedded_defaults() -> Config {
+        let spool_dir = std::env::var_os("XDG_STATE_HOME")
+            .map(|p| PathBuf::from(p).join("firstlook").join("spool"))
+            .unwrap_or_else(|| PathBuf::from("firstlook-spool"));
+        Config {
+            node: Node {
+                ae_title: AeTitle("FIRSTLOOK".into()),
+                listen: default_listen(),
+                spool_dir,
+                max_associations: default_max_associations(),
+                max_pdu_length: default_max_pdu(),
+                artim_timeout_secs: default_artim(),
+                dimse_timeout_secs: default_dimse_timeout(),
+            },
+            spool: Spool::default(),
+            forward: Forward::default(),
+            scanners: vec![Scanner {
+                ae_title: AeTitlePattern::Any,
+                hosts: vec![
+                    HostPattern(IpNet::from(IpAddr::from([127, 0, 0, 1]))),
+                    HostPattern(IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))),
+                ],
+            }],
+            destinations: Vec::new(),
+        }
+    }
+
+    /// Is a peer with this calling AE title at this address allowed to send?
+    pub fn scanner_allowed(&self, calling_ae: &str, ip: IpAddr) -> ScannerCheck {
+        let mut host_known = false;
+        for s in &self.scanners {
+            if s.hosts.iter().any(|h| h.contains(ip)) {
+                host_known = true;
+                if s.ae_title.matches(calling_ae) {
+                    return ScannerCheck::Allowed;
+                }
+            }
+        }
+        if host_known {
+            ScannerCheck::UnknownCallingAe
+        } else {
+            ScannerCheck::UnknownHost
+        }
+    }
+}
+
+/// Outcome of matching a peer against `[[scanners]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScannerCheck {
+    Allowed,
+    UnknownCallingAe,
+    UnknownHost,
+}
+
+fn fix_for(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        "remove this key or correct its spelling to one of the expected keys listed above".into()
+    } else if let Some(rest) = message.strip_prefix("missing field `") {
+        let key = rest.split('`').next().unwrap_or("");
+        format!("add `{key} = ...` to this table (see README's configuration example)")
+    } else if message.contains("invalid type") {
+        "give the value the expected type: quote strings, no quotes around numbers".into()
+    } else if message.contains("invalid socket address") {
+        "write the listen address as ip:port, e.g. \"0.0.0.0:104\"".into()
+    } else if message.contains("expected") || message.contains("invalid") {
+        "check the TOML syntax on this line: key = value, strings in double quotes".into()
+    } else {
+        "see the message above for the accepted values".into()
+    }
+}
+
+fn invalid_at(
+    text: &str,
+    origin: &str,
+    offset: usize,
+    message: String,
+    fix: String,
+) -> ConfigError {
+    let (line, column) = line_column(text, offset);
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        message,
+        fix,
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn find_key(text: &str, key: &str) -> usize {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with('=') {
+            return offset + (line.len() - trimmed.len());
+        }
+        offset += line.len();
+    }
+    0
+}
+
+fn find_value(text: &str, value: &str, nth: usize) -> usize {
+    let needle = format!("\"{value}\"");
+    text.match_indices(&needle)
+        .nth(nth.saturating_sub(1))
+        .map_or(0, |(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+use super::*;
+
+const GOOD: &str = r#"
+[node]
+ae_title = "FIRSTLOOK"
+listen = "127.0.0.1:11112"
+spool_dir = "/var/lib/firstlook/spool"
+max_associations = 16
+
+[[scanners]]
+ae_title = "CT01"
+hosts = ["127.0.0.1", "10.1.2.0/24"]
+
+[[destinations]]
+name = "pacs"
+ae_title = "PACS"
+address = "127.0.0.1:4242"
+"#;
+
+fn error_of(text: &str) -> (usize, usize, String) {
+    match Config::parse(text, "site.toml") {
+        Err(ConfigError::Invalid {
+            line,
+            column,
+            message,
+            fix,
+            ..
+        }) => (line, column, format!("{message} | {fix}")),
+        Err(other) => panic!("unexpected error kind: {other}"),
+        Ok(_) => panic!("broken config was accepted:\n{text}"),
+    }
+}
+
+#[test]
+fn the_issue_example_parses_with_defaults_filled_in() {
+    let c = Config::parse(GOOD, "site.toml").expect("valid");
+    assert_eq!(c.node.ae_title.as_str(), "FIRSTLOOK");
+    assert_eq!(c.node.max_associations.get(), 16);
+    assert_eq!(c.destinations[0].calling_ae(&c.node), "FIRSTLOOK");
+    assert_eq!(c.spool.high_watermark_percent.get(), 90);
+    assert_eq!(c.forward.retry_max_secs.get(), 300);
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let text = GOOD.replace("max_associations = 16", "max_asociations = 16");
+    let (line, column, msg) = error_of(&text);
+    assert_eq!((line, column), (6, 1));
+    assert!(msg.contains("unknown field `max_asociations`"), "{msg}");
+    assert!(msg.contains("correct its spelling"), "{msg}");
+}
+
+#[test]
+fn missing_required_key_says_what_to_add() {
+    let text = GOOD.replace("spool_dir = \"/var/lib/firstlook/spool\"\n", "");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 2, "{msg}");
+    assert!(msg.contains("missing field `spool_dir`"), "{msg}");
+    assert!(msg.contains("add `spool_dir = ...`"), "{msg}");
+}
+
+#[test]
+fn overlong_ae_title_points_at_the_value() {
+    let text = GOOD.replace("\"CT01\"", "\"CT01-EMERGENCY-ROOM\"");
+    let (line, column, msg) = error_of(&text);
+    assert_eq!((line, column), (9, 12));
+    assert!(msg.contains("at most 16"), "{msg}");
+}
+
+#[test]
+fn bad_network_is_explained() {
+    let text = GOOD.replace("10.1.2.0/24", "10.1.2.0/33");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 10);
+    assert!(msg.contains("not an IP address or network"), "{msg}");
+}
+
+#[test]
+fn inverted_watermarks_are_refused() {
+    let text =
+        format!("{GOOD}\n[spool]\nhigh_watermark_percent = 80\nlow_watermark_percent = 95\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 19);
+    assert!(
+        msg.contains("must be below high_watermark_percent"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn destination_without_port_is_refused() {
+    let text = GOOD.replace("127.0.0.1:4242", "pacs.local");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 15);
+    assert!(msg.contains("not host:port"), "{msg}");
+}
+
+#[test]
+fn number_out_of_range_gives_the_range() {
+    let text = GOOD.replace("max_associations = 16", "max_associations = 0");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 6);
+    assert!(msg.contains("from 1 to 1024"), "{msg}");
+}
+
+#[test]
+fn duplicate_destination_names_are_refused() {
+    let text = format!("{GOOD}\n[[destinations]]\nname = \"pacs\"\nae_title = \"P2\"\naddress = \"127.0.0.1:104\"\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 18);
+    assert!(msg.contains("used twice"), "{msg}");
+}
+
+#[test]
+fn scanner_policy_distinguishes_host_and_title() {
+    let c = Config::parse(GOOD, "site.toml").unwrap();
+    let lan: IpAddr = "10.1.2.77".parse().unwrap();
+    assert_eq!(c.scanner_allowed("CT01", lan), ScannerCheck::Allowed);
+    assert_eq!(
+        c.scanner_allowed("CT02", lan),
+        ScannerCheck::UnknownCallingAe
+    );
+    let other: IpAddr = "10.1.3.1".parse().unwrap();
+    assert_eq!(c.scanner_allowed("CT01", other), ScannerCheck::UnknownHost);
+    let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+    assert_eq!(c.scanner_allowed("CT01", mapped), ScannerCheck::Allowed);
+}
+
+#[test]
+fn embedded_defaults_accept_loopback_only() {
+    let c = Config::embedded_defaults();
+    assert!(c.node.listen.ip().is_loopback());
+    assert_eq!(
+        c.scanner_allowed("ANY", "127.0.0.1".parse().unwrap()),
+        ScannerCheck::Allowed
+    );
+    assert_eq!(
+        c.scanner_allowed("ANY", "192.168.1.4".parse().unwrap()),
+        ScannerCheck::UnknownHost
+    );
+}

@@ -1,0 +1,132 @@
+//! Start-up and shutdown: one code path for the binary, the demo and tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::forward;
+use crate::ingest::Ingest;
+use crate::spool::{RecoveryReport, Spool, SpoolError, SpoolOptions};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The spool could not be opened or recovered.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The DICOM port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running firstlookd.
+pub struct Daemon {
+    pub listen_addr: SocketAddr,
+    pub spool: Arc<Spool>,
+    pub recovery: RecoveryReport,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Recovers the spool, binds the port and starts ingest and forwarding.
+    pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        let config = Arc::new(config);
+        let opts = SpoolOptions {
+            dir: config.node.spool_dir.clone(),
+            destinations: config
+                .destinations
+                .iter()
+                .map(|d| d.name.as_str().to_string())
+                .collect(),
+            segment_max_bytes: config.spool.segment_max_bytes(),
+            high_watermark_percent: config.spool.high_watermark_percent.get(),
+            low_watermark_percent: config.spool.low_watermark_percent.get(),
+        };
+        let (spool, recovery) = tokio::task::spawn_blocking(move || Spool::open(&opts))
+            .await
+            .expect("spool open task")?;
+        tracing::info!(
+            message = "spool recovered",
+            segments = recovery.segments,
+            reindexed = recovery.reindexed,
+            duplicates = recovery.duplicates,
+            torn_bytes = recovery.torn_bytes
+        );
+        let addr = config.node.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let listen_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        if config.destinations.is_empty() {
+            tracing::warn!(message = "no [[destinations]] configured: images are kept in the spool and forwarded nowhere");
+        }
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let ingest = Ingest::new(Arc::clone(&config), Arc::clone(&spool));
+        tasks.push(tokio::spawn(ingest.serve(listener, rx.clone())));
+        tasks.extend(forward::spawn_workers(
+            Arc::clone(&config),
+            Arc::clone(&spool),
+            rx.clone(),
+        ));
+        tasks.push(tokio::spawn(watch_disk(Arc::clone(&spool), rx.clone())));
+        tasks.push(tokio::spawn(retire(
+            Arc::clone(&spool),
+            config.spool.retention(),
+            rx,
+        )));
+        // Anything recovered is due now.
+        spool.notify_work();
+        tracing::info!(message = "firstlookd ready", listen = %listen_addr, ae_title = %config.node.ae_title);
+        Ok(Daemon {
+            listen_addr,
+            spool,
+            recovery,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets workers finish their step, and returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+async fn watch_disk(spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        spool.watermarks().check();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn retire(spool: Arc<Spool>, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = shutdown.changed() => return,
+        }
+        match spool.retire_delivered(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(message = "retired delivered segments", count = n),
+            Err(e) => tracing::warn!(message = "cannot retire segments", error = %e),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `firstlookd demo`: the daemon on its embedded defaults, a local PACS sink,
+//! and a simulated scanner sending generated CT and CR studies through it.
+//! The studies are synthetic phantoms — not for clinical use.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use firstlook_phantom::{Finding, Kind, StudySpec};
+
+use crate::config::{AeTitle, Config, Destination, DestinationName, PeerAddress};
+use crate::daemon::Daemon;
+use crate::dimse::{Priority, Status};
+use crate::forward::scu::{ScuOptions, StoreScu};
+use crate::spool::part10;
+use crate::status;
+
+/// What the simulated scanner sends.
+fn studies() -> Vec<(&'static str, StudySpec)> {
+    vec![
+        (
+            "CT head, no finding",
+            StudySpec::new(Kind::Ct, 101).with_count(24),
+        ),
+        (
+            "CT head, haemorrhage",
+            StudySpec::new(Kind::Ct, 102)
+                .with_finding(Finding::Hemorrhage)
+                .with_count(24),
+        ),
+        (
+            "CR chest, no finding",
+            StudySpec::new(Kind::Cr, 103).with_count(1),
+        ),
+        (
+            "CR chest, pneumothorax",
+            StudySpec::new(Kind::Cr, 104)
+                .with_finding(Finding::Pneumothorax)
+                .with_count(1),
+        ),
+        (
+            "CR chest, effusion",
+            StudySpec::new(Kind::Cr, 105)
+                .with_finding(Finding::Effusion)
+                .with_count(1),
+        ),
+    ]
+}
+
+fn node_config(
+    base: Config,
+    ae: &str,
+    spool: &Path,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<Config> {
+    let mut c = base;
+    c.node.ae_title = AeTitle::try_from(ae.to_string()).map_err(anyhow::Error::msg)?;
+    c.node.spool_dir = spool.to_path_buf();
+    c.node.listen = listen;
+    Ok(c)
+}
+
+pub async fn run(once: bool) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("firstlook-demo-")
+        .tempdir()?;
+    println!("firstlook demo — synthetic phantom studies, not for clinical use");
+    println!("working folder: {}", dir.path().display());
+
+    let sink_cfg = node_config(
+        Config::embedded_defaults(),
+        "DEMOPACS",
+        &dir.path().join("pacs"),
+        "127.0.0.1:0".parse()?,
+    )?;
+    let sink = Daemon::start(sink_cfg)
+        .await
+        .context("starting the demo PACS sink")?;
+
+    let mut cfg = Config::embedded_defaults();
+    cfg.node.spool_dir = dir.path().join("firstlook");
+    cfg.destinations.push(Destination {
+        name: DestinationName::try_from("demo-pacs".to_string()).map_err(anyhow::Error::msg)?,
+        ae_title: AeTitle::try_from("DEMOPACS".to_string()).map_err(anyhow::Error::msg)?,
+        address: PeerAddress::try_from(sink.listen_addr.to_string()).map_err(anyhow::Error::msg)?,
+        calling_ae_title: None,
+        max_pdu_length: cfg.node.max_pdu_length,
+    });
+    let daemon = match Daemon::start(cfg.clone()).await {
+        Ok(d) => d,
+        Err(crate::daemon::StartError::Bind { addr, .. }) => {
+            println!("port {addr} is busy; the demo daemon takes a free port instead");
+            cfg.node.listen = "127.0.0.1:0".parse()?;
+            Daemon::start(cfg).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "firstlookd listening on {} as FIRSTLOOK; PACS sink DEMOPACS on {}",
+        daemon.listen_addr, sink.listen_addr
+    );
+
+    let started = Instant::now();
+    let mut sent = 0usize;
+    for (label, spec) in studies() {
+        let instances = firstlook_phantom::generate(&spec)?;
+        let contexts = vec![(
+            instances[0].sop_class_uid.clone(),
+            vec![instances[0].transfer_syntax_uid.clone()],
+        )];
+        let opts = ScuOptions {
+            address: daemon.listen_addr.to_string(),
+            calling_ae: "DEMO_SCANNER".into(),
+            called_ae: "FIRSTLOOK".into(),
+            max_pdu: 65536,
+            connect_timeout: Duration::from_secs(5),
+            dimse_timeout: Duration::from_secs(30),
+        };
+        let (mut scu, _) = StoreScu::connect(&opts, &contexts).await?;
+        for inst in &instances {
+            let Some((ctx, _)) =
+                scu.context_for(&inst.sop_class_uid, &[inst.transfer_syntax_uid.as_str()])
+            else {
+                bail!("firstlookd did not accept {}", inst.sop_class_uid);
+            };
+            let at = part10::dataset_offset(&inst.file_bytes)
+                .context("phantom wrote a bad Part-10 file")?;
+            let (status, comment) = scu
+                .store(
+                    ctx,
+                    &inst.sop_class_uid,
+                    &inst.sop_instance_uid,
+                    &inst.file_bytes[at..],
+                    Priority::Medium,
+                )
+                .await?;
+            if !Status(status).is_ok() {
+                bail!(
+                    "firstlookd refused an instance: 0x{status:04X} {}",
+                    comment.unwrap_or_default()
+                );
+            }
+            sent += 1;
+        }
+        scu.release().await;
+        println!("scanner sent  {label:<26} {} instance(s)", instances.len());
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let report = loop {
+        let r = status::report(daemon.spool.dir())?;
+        let pending: u64 = r.destinations.iter().map(|d| d.pending).sum();
+        let done: u64 = r.destinations.iter().map(|d| d.delivered + d.dead).sum();
+        if pending == 0 && done as usize >= sent {
+            break r;
+        }
+        if Instant::now() > deadline {
+            bail!("forwarding did not finish within two minutes:\n{r}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let sink_report = status::report(sink.spool.dir())?;
+    println!();
+    println!("sent by the scanner:        {sent} instances");
+    println!("held by firstlookd:         {} instances", report.instances);
+    for d in &report.destinations {
+        println!(
+            "forwarded to {:<14} {} delivered, {} dead-lettered",
+            d.name, d.delivered, d.dead
+        );
+    }
+    println!(
+        "arrived at the PACS sink:   {} instances",
+        sink_report.instances
+    );
+    println!("end to end in {:.1} s", started.elapsed().as_secs_f64());
+    if sink_report.instances as usize != sent {
+        bail!(
+            "the PACS sink holds {} of {sent} instances",
+            sink_report.instances
+        );
+    }
+    if !once {
+        println!();
+        println!(
+            "firstlookd keeps running: send more with\n  storescu -aec FIRSTLOOK {} {} FILE.dcm\nCtrl-C to stop.",
+            daemon.listen_addr.ip(),
+            daemon.listen_addr.port()
+        );
+        tokio::signal::ctrl_c().await?;
+    }
+    daemon.stop().await;
+    sink.stop().await;
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Forwarding: one worker per destination drains that destination's queue
+//! in the spool, one association per batch, retrying transient failures with
+//! backoff and dead-lettering permanent refusals. It waits for nothing but
+//! the spool (DESIGN.md invariant 2).
+
+mod backoff;
+pub mod queue;
+pub mod scu;
+mod transcode;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::config::{Config, Destination};
+use crate::dataset::Encoding;
+use crate::dimse::{Priority, Status, StatusClass};
+use crate::spool::{now_ms, Spool};
+use queue::Queued;
+use scu::{ScuError, ScuOptions, StoreScu};
+
+pub use backoff::delay as backoff_delay;
+
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+/// Presentation contexts are numbered with odd bytes: at most 128.
+const MAX_CONTEXTS: usize = 128;
+
+/// Starts a worker per configured destination.
+pub fn spawn_workers(
+    config: Arc<Config>,
+    spool: Arc<Spool>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    config
+        .destinations
+        .iter()
+        .cloned()
+        .map(|dest| {
+            let span = tracing::info_span!("forward", destination = %dest.name);
+            let worker = Worker {
+                config: Arc::clone(&config),
+                spool: Arc::clone(&spool),
+                dest,
+            };
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { worker.run(shutdown).await }.instrument(span))
+        })
+        .collect()
+}
+
+struct Worker {
+    config: Arc<Config>,
+    spool: Arc<Spool>,
+    dest: Destination,
+}
+
+impl Worker {
+    fn name(&self) -> String {
+        self.dest.name.as_str().to_string()
+    }
+
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let batch_size = self.config.forward.batch_size.get();
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let name = self.name();
+            let batch = self
+                .spool
+                .index()
+                .call(move |tx| queue::next_batch(tx, &name, now_ms(), batch_size))
+                .await;
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(message = "cannot read the forward queue", error = %e);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                let name = self.name();
+                let due = self
+                    .spool
+                    .index()
+                    .call(move |tx| queue::next_due(tx, &name))
+                    .await
+                    .ok()
+                    .flatten();
+                let wait = due.map_or(Duration::from_secs(5), |at| {
+                    Duration::from_millis((at - now_ms()).clamp(10, 5000) as u64)
+                });
+                tokio::select! {
+                    _ = self.spool.work_arrived() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            self.send_batch(batch).await;
+        }
+    }
+
+    fn contexts_for(batch: &[Queued]) -> Vec<(String, Vec<String>)> {
+        let mut set = BTreeSet::new();
+        for q in batch {
+            set.insert((q.sop_class_uid.clone(), q.transfer_syntax_uid.clone()));
+            if Encoding::is_native_uid(&q.transfer_syntax_uid) {
+                let fallback = if q.transfer_syntax_uid == EXPLICIT_LE {
+                    IMPLICIT_LE
+                } else {
+                    EXPLICIT_LE
+                };
+                set.insert((q.sop_class_uid.clone(), fallback.to_string()));
+            }
+        }
+        set.into_iter().map(|(abs, ts)| (abs, vec![ts])).collect()
+    }
+
+    async fn send_batch(&self, mut batch: Vec<Queued>) {
+        // Keep only as many instances as fit in the context limit.
+        let mut contexts = Self::contexts_for(&batch);
+        while contexts.len() > MAX_CONTEXTS && batch.len() > 1 {
+            batch.truncate(batch.len() / 2);
+            contexts = Self::contexts_for(&batch);
+        }
+        let fwd = &self.config.forward;
+        let opts = ScuOptions {
+            address: self.dest.address.as_str().to_string(),
+            calling_ae: self.dest.calling_ae(&self.config.node).to_string(),
+            called_ae: self.dest.ae_title.as_str().to_string(),
+            max_pdu: self.dest.max_pdu_length.get() as u32,
+            connect_timeout: fwd.connect_timeout(),
+            dimse_timeout: fwd.dimse_timeout(),
+        };
+        let mut scu = match StoreScu::connect(&opts, &contexts).await {
+            Ok((scu, _)) => scu,
+            Err(e) => {
+                tracing::warn!(message = "cannot open an association to the destination", error = %e, pending = batch.len());
+                self.retry_all(&batch, None, &e.to_string()).await;
+                return;
+            }
+        };
+        let mut delivered = 0usize;
+        for (i, q) in batch.iter().enumerate() {
+            match self.send_one(&mut scu, q).await {
+                Ok(true) => delivered += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(message = "association to the destination failed", error = %e);
+                    self.retry_all(&batch[i..], None, &e.to_string()).await;
+                    scu.abort().await;
+                    return;
+                }
+            }
+        }
+        scu.release().await;
+        tracing::info!(message = "batch forwarded", delivered, of = batch.len());
+    }
+
+    /// Sends one instance; Ok(true) if delivered, Ok(false) if rescheduled
+    /// or dead-lettered, Err if the association is no longer usable.
+    async fn send_one(&self, scu: &mut StoreScu, q: &Queued) -> Result<bool, ScuError> {
+        let stored_ts = q.transfer_syntax_uid.as_str();
+        let mut syntaxes = vec![stored_ts];
+        if Encoding::is_native_uid(stored_ts) {
+            syntaxes.push(if stored_ts == EXPLICIT_LE {
+                IMPLICIT_LE
+            } else {
+                EXPLICIT_LE
+            });
+        }
+        let Some((ctx, ts)) = scu.context_for(&q.sop_class_uid, &syntaxes) else {
+            let reason = format!(
+                "destination accepts neither SOP class {} in {} nor an uncompressed fallback",
+                q.sop_class_uid, stored_ts
+            );
+            self.dead(q, None, &reason).await;
+            return Ok(false);
+        };
+        let spool = Arc::clone(&self.spool);
+        let (segment, body_offset, dataset_offset, body_len) =
+            (q.segment, q.body_offset, q.dataset_offset, q.body_len);
+        let read = tokio::task::spawn_blocking(move || {
+            spool.read_dataset(segment, body_offset, dataset_offset, body_len)
+        })
+        .await;
+        let mut dataset = match read {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                self.dead(
+                    q,
+                    None,
+                    &format!("cannot read the instance from the spool: {e}"),
+                )
+                .await;
+                return Ok(false);
+            }
+            Err(e) => {
+                self.retry_all(std::slice::from_ref(q), None, &e.to_string())
+                    .await;
+                return Ok(false);
+            }
+        };
+        if ts != stored_ts {
+            match transcode::native(&dataset, stored_ts, &ts) {
+                Ok(d) => dataset = d,
+                Err(e) => {
+                    self.dead(q, None, &e.to_string()).await;
+                    return Ok(false);
+                }
+            }
+        }
+        let (status, comment) = scu
+            .store(
+                ctx,
+                &q.sop_class_uid,
+                &q.sop_instance_uid,
+                &dataset,
+                Priority::Medium,
+            )
+            .await?;
+        let status = Status(status);
+        match status.class() {
+            StatusClass::Success | StatusClass::Warning => {
+                let name = self.name();
+                let id = q.instance_id;
+                let note = (status != Status::SUCCESS).then(|| {
+                    format!(
+                        "warning {status}{}",
+                        comment
+                            .as_deref()
+                            .map(|c| format!(": {c}"))
+                            .unwrap_or_default()
+                    )
+                });
+                if status != Status::SUCCESS {
+                    tracing::info!(message = "destination stored with a warning", status = %status);
+                }
+                if let Err(e) = self
+                    .spool
+                    .index()
+                    .call(move |tx| {
+                        queue::delivered(tx, id, &name, status.0, note.as_deref(), now_ms())
+                    })
+                    .await
+                {
+                    tracing::error!(message = "cannot record a delivery; it will be sent again", error = %e);
+                }
+                Ok(true)
+            }
+            StatusClass::Transient | StatusClass::Pending | StatusClass::Cancel => {
+                let reason = describe(status, comment.as_deref());
+                self.retry_all(std::slice::from_ref(q), Some(status.0), &reason)
+                    .await;
+                Ok(false)
+            }
+            StatusClass::Permanent => {
+                let reason = describe(status, comment.as_deref());
+                self.dead(q, Some(status.0), &reason).await;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn dead(&self, q: &Queued, status: Option<u16>, reason: &str) {
+        tracing::warn!(message = "instance dead-lettered", reason, sop_instance_uid = %q.sop_instance_uid);
+        let name = self.name();
+        let id = q.instance_id;
+        let reason = reason.to_string();
+        if let Err(e) = self
+            .spool
+            .index()
+            .call(move |tx| queue::dead(tx, id, &name, status, &reason, now_ms()))
+            .await
+        {
+            tracing::error!(message = "cannot record a dead letter", error = %e);
+        }
+    }
+
+    async fn retry_all(&self, items: &[Queued], status: Option<u16>, reason: &str) {
+        let fwd = &self.config.forward;
+        let (initial, max) = (fwd.retry_initial(), fwd.retry_max());
+        let give_up = fwd.give_up_after().as_millis() as i64;
+        let name = self.name();
+        let items = items.to_vec();
+        let reason = reason.to_string();
+        let jitters: Vec<f64> = items.iter().map(|_| rand::random::<f64>()).collect();
+        let result = self
+            .spool
+            .index()
+            .call(move |tx| {
+                let now = now_ms();
+                let mut dead = 0;
+                for (q, j) in items.iter().zip(jitters) {
+                    let wait = backoff::delay(q.attempts + 1, initial, max, j);
+                    if queue::retry(
+                        tx,
+                        q,
+                        &name,
+                        status,
+                        &reason,
+                        now,
+                        now + wait.as_millis() as i64,
+                        give_up,
+                    )? {
+                        dead += 1;
+                    }
+                }
+                Ok(dead)
+            })
+            .await;
+        match result {
+            Ok(dead) if dead > 0 => tracing::warn!(
+                message = "instances dead-lettered after retrying too long",
+                count = dead
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(message = "cannot reschedule deliveries", error = %e),
+        }
+    }
+}
+
+fn describe(status: Status, comment: Option<&str>) -> String {
+    match comment {
+        Some(c) if !c.is_empty() => format!("destination answered {status}: {c}"),
+        _ => format!("destination answered {status}"),
+    }
+}

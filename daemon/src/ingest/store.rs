@@ -1,0 +1,305 @@
+//! One incoming C-STORE: validated as it streams into the spool, answered
+//! only once the outcome is known and, for success, durable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::policy::AcceptedContext;
+use super::sop_classes::is_storage;
+use crate::dataset::DatasetScanner;
+use crate::dimse::{Command, Status};
+use crate::spool::{
+    self, part10, InsertOutcome, InstanceWriter, RecordHeader, RecordSummary, Spool,
+};
+
+pub struct Incoming {
+    context_id: u8,
+    command: Command,
+    state: State,
+}
+
+enum State {
+    Writing {
+        spool: Arc<Spool>,
+        writer: InstanceWriter,
+        scanner: Box<DatasetScanner>,
+        sop_class: String,
+        sop_instance: String,
+    },
+    /// The answer is decided; the rest of the data set is drained unread.
+    Failed {
+        status: Status,
+        comment: String,
+        writer: Option<InstanceWriter>,
+    },
+}
+
+/// The answer to one C-STORE, and the writer handed back for the next.
+pub struct StoreOutcome {
+    pub context_id: u8,
+    pub command: Command,
+    pub status: u16,
+    pub comment: Option<String>,
+    pub writer: Option<InstanceWriter>,
+}
+
+fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !uid.starts_with('.')
+        && !uid.ends_with('.')
+        && !uid.contains("..")
+}
+
+impl Incoming {
+    pub async fn begin(
+        spool: Arc<Spool>,
+        writer: InstanceWriter,
+        context_id: u8,
+        ctx: AcceptedContext,
+        command: Command,
+        calling_ae: &str,
+        peer: SocketAddr,
+    ) -> Incoming {
+        let fail = |status: Status, comment: &str, writer: InstanceWriter| State::Failed {
+            status,
+            comment: comment.to_string(),
+            writer: Some(writer),
+        };
+        let sop_class = command.affected_sop_class.clone().unwrap_or_default();
+        let sop_instance = command.affected_sop_instance.clone().unwrap_or_default();
+        let state = if !is_storage(&ctx.abstract_syntax) {
+            fail(
+                Status::SOP_CLASS_NOT_SUPPORTED,
+                "not a storage context",
+                writer,
+            )
+        } else if sop_class != ctx.abstract_syntax {
+            fail(
+                Status::DATASET_DOES_NOT_MATCH,
+                "Affected SOP Class differs from the presentation context",
+                writer,
+            )
+        } else if !valid_uid(&sop_instance) {
+            fail(
+                Status::CANNOT_UNDERSTAND,
+                "invalid Affected SOP Instance UID",
+                writer,
+            )
+        } else if spool.watermarks().refusing() {
+            fail(
+                Status::OUT_OF_RESOURCES,
+                "spool disk past its high watermark",
+                writer,
+            )
+        } else {
+            let meta =
+                part10::file_meta(&sop_class, &sop_instance, &ctx.transfer_syntax, calling_ae);
+            let header = RecordHeader {
+                sop_class_uid: sop_class.clone(),
+                sop_instance_uid: sop_instance.clone(),
+                transfer_syntax_uid: ctx.transfer_syntax.clone(),
+                calling_ae: calling_ae.to_string(),
+                peer: peer.to_string(),
+                received_at: spool::now_ms(),
+                dataset_offset: meta.len() as u64,
+            };
+            match writer.begin(header, meta).await {
+                Ok(()) => State::Writing {
+                    spool,
+                    writer,
+                    scanner: Box::new(DatasetScanner::new(ctx.encoding)),
+                    sop_class,
+                    sop_instance,
+                },
+                Err(e) => {
+                    tracing::error!(message = "cannot start a spool record", error = %e);
+                    fail(
+                        Status::OUT_OF_RESOURCES,
+                        "cannot write to the spool",
+                        writer,
+                    )
+                }
+            }
+        };
+        Incoming {
+            context_id,
+            command,
+            state,
+        }
+    }
+
+    /// A message firstlook does not implement; answered after its data set.
+    pub fn unsupported(context_id: u8, command: Command) -> Incoming {
+        Incoming {
+            context_id,
+            command,
+            state: State::Failed {
+                status: Status::UNRECOGNIZED_OPERATION,
+                comment: "operation not supported".into(),
+                writer: None,
+            },
+        }
+    }
+
+    pub async fn data(&mut self, bytes: Vec<u8>) {
+        let State::Writing {
+            writer, scanner, ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        let failure = if let Err(e) = scanner.push(&bytes) {
+            Some((
+                Status::CANNOT_UNDERSTAND,
+                format!("malformed data set: {e}"),
+            ))
+        } else if let Err(e) = writer.data(bytes).await {
+            tracing::error!(message = "spool write failed", error = %e);
+            Some((
+                Status::OUT_OF_RESOURCES,
+                "cannot write to the spool".to_string(),
+            ))
+        } else {
+            None
+        };
+        if let Some((status, comment)) = failure {
+            self.fail(status, comment).await;
+        }
+    }
+
+    async fn fail(&mut self, status: Status, comment: String) {
+        let state = std::mem::replace(
+            &mut self.state,
+            State::Failed {
+                status,
+                comment: comment.clone(),
+                writer: None,
+            },
+        );
+        if let State::Writing { writer, .. } = state {
+            let _ = writer.discard().await;
+            self.state = State::Failed {
+                status,
+                comment,
+                writer: Some(writer),
+            };
+        }
+    }
+
+    pub async fn finish(self) -> StoreOutcome {
+        let Incoming {
+            context_id,
+            command,
+            state,
+        } = self;
+        let (status, comment, writer) = match state {
+            State::Failed {
+                status,
+                comment,
+                writer,
+            } => (status, Some(comment), writer),
+            State::Writing {
+                spool,
+                writer,
+                scanner,
+                sop_class,
+                sop_instance,
+            } => {
+                let (status, comment) =
+                    complete(&spool, &writer, scanner, &sop_class, &sop_instance).await;
+                (status, comment, Some(writer))
+            }
+        };
+        if !status.is_ok() {
+            tracing::warn!(message = "C-STORE refused", status = %status, reason = comment.as_deref().unwrap_or(""));
+        }
+        StoreOutcome {
+            context_id,
+            command,
+            status: status.0,
+            comment,
+            writer,
+        }
+    }
+}
+
+async fn complete(
+    spool: &Spool,
+    writer: &InstanceWriter,
+    scanner: Box<DatasetScanner>,
+    sop_class: &str,
+    sop_instance: &str,
+) -> (Status, Option<String>) {
+    let summary = match scanner.finish() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writer.discard().await;
+            return (
+                Status::CANNOT_UNDERSTAND,
+                Some(format!("malformed data set: {e}")),
+            );
+        }
+    };
+    if summary.sop_instance_uid.as_deref() != Some(sop_instance) {
+        let _ = writer.discard().await;
+        return (
+            Status::DATASET_DOES_NOT_MATCH,
+            Some("SOP Instance UID in the data set differs from the command".into()),
+        );
+    }
+    if summary.sop_class_uid.as_deref() != Some(sop_class) {
+        let _ = writer.discard().await;
+        return (
+            Status::DATASET_DOES_NOT_MATCH,
+            Some("SOP Class UID in the data set differs from the command".into()),
+        );
+    }
+    let record_summary = RecordSummary {
+        study_instance_uid: summary.study_instance_uid,
+        series_instance_uid: summary.series_instance_uid,
+        modality: summary.modality,
+        instance_number: summary.instance_number,
+    };
+    let record = match writer.seal(record_summary).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(message = "spool write failed", error = %e);
+            return (
+                Status::OUT_OF_RESOURCES,
+                Some("cannot write to the spool".into()),
+            );
+        }
+    };
+    let offset = record.offset;
+    match spool.commit(record).await {
+        Ok(InsertOutcome::Inserted { .. }) | Ok(InsertOutcome::AlreadyIndexed { .. }) => {
+            tracing::debug!(message = "stored", sop_instance_uid = sop_instance);
+            (Status::SUCCESS, None)
+        }
+        Ok(InsertOutcome::Replaced { .. }) => {
+            tracing::warn!(
+                message = "instance received again with different content; both kept, the newest is forwarded",
+                sop_instance_uid = sop_instance
+            );
+            (Status::SUCCESS, None)
+        }
+        Ok(InsertOutcome::Duplicate { .. }) => {
+            tracing::info!(
+                message = "duplicate instance, identical bytes: not stored twice",
+                sop_instance_uid = sop_instance
+            );
+            let _ = writer.unwrite(offset).await;
+            (Status::SUCCESS, None)
+        }
+        Err(e) => {
+            tracing::error!(message = "spool index failed", error = %e);
+            let _ = writer.unwrite(offset).await;
+            (
+                Status::OUT_OF_RESOURCES,
+                Some("cannot index in the spool".into()),
+            )
+        }
+    }
+}

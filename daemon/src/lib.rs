@@ -1,0 +1,15 @@
+//! firstlook: receive images from the scanner, keep every one safe, forward
+//! them to PACS. See ARCHITECTURE.md for the map.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod daemon;
+pub mod dataset;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod dimse;
+pub mod forward;
+pub mod ingest;
+pub mod spool;
+pub mod status;
+pub mod ul;

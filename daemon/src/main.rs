@@ -1,0 +1,138 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use firstlook::config::Config;
+use firstlook::daemon::Daemon;
+
+/// firstlookd: receives images from the scanner, keeps every one safe on
+/// disk, and forwards them to PACS.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Site configuration (TOML). Without it, embedded defaults: loopback only.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate a configuration file without starting.
+    CheckConfig { file: PathBuf },
+    /// Queue depths, dead letters and disk use, read from the spool.
+    Status {
+        /// Spool folder to read; defaults to the configuration's spool_dir.
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Demo: the daemon, a local PACS sink and a simulated scanner.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Exit once the studies have been forwarded.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::embedded_defaults()),
+    }
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIRSTLOOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("firstlookd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK (AE {}, listening on {}, {} scanner entries, {} destinations)",
+                    file.display(),
+                    c.node.ae_title,
+                    c.node.listen,
+                    c.scanners.len(),
+                    c.destinations.len()
+                );
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(std::process::ExitCode::from(2))
+            }
+        },
+        Command::Status { spool, json } => {
+            let dir = match spool {
+                Some(d) => d,
+                None => load(cli.config.as_ref())?.node.spool_dir,
+            };
+            let report = firstlook::status::report(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo { once } => {
+            init_logs("warn");
+            runtime()?.block_on(firstlook::demo::run(once))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            init_logs("info");
+            let config = load(cli.config.as_ref())?;
+            runtime()?.block_on(async move {
+                let daemon = Daemon::start(config).await?;
+                shutdown_signal().await;
+                tracing::info!(message = "shutting down");
+                daemon.stop().await;
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,348 @@
+//! The SQLite index of the spool: instances, their delivery state per
+//! destination, and segments. One thread owns the writing connection and
+//! commits whatever work is queued in one transaction (group commit).
+//!
+//! Durability of an acknowledged instance rests on its segment record, which
+//! is fdatasync'ed before the index is touched; the index runs with
+//! `synchronous=NORMAL` and recovery re-indexes any record it lost.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use super::record::StoredRecord;
+
+/// Why the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// SQLite reported an error.
+    #[error("spool index: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The index thread is gone (the daemon is shutting down).
+    #[error("spool index is closed")]
+    Closed,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS segments(
+  id INTEGER PRIMARY KEY,
+  state TEXT NOT NULL DEFAULT 'open',
+  scanned_to INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instances(
+  id INTEGER PRIMARY KEY,
+  sop_instance_uid TEXT NOT NULL,
+  sop_class_uid TEXT NOT NULL,
+  transfer_syntax_uid TEXT NOT NULL,
+  study_uid TEXT, series_uid TEXT, modality TEXT, instance_number INTEGER,
+  calling_ae TEXT NOT NULL, peer TEXT NOT NULL,
+  segment INTEGER NOT NULL, offset INTEGER NOT NULL, record_len INTEGER NOT NULL,
+  body_offset INTEGER NOT NULL, body_len INTEGER NOT NULL, dataset_offset INTEGER NOT NULL,
+  hash BLOB NOT NULL,
+  received_at INTEGER NOT NULL,
+  superseded INTEGER NOT NULL DEFAULT 0,
+  UNIQUE(segment, offset)
+);
+CREATE INDEX IF NOT EXISTS instances_uid ON instances(sop_instance_uid);
+CREATE TABLE IF NOT EXISTS deliveries(
+  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+  destination TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  first_failure_at INTEGER,
+  last_status INTEGER,
+  reason TEXT,
+  done_at INTEGER,
+  PRIMARY KEY(instance_id, destination)
+);
+CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, next_attempt_at, instance_id);
+";
+
+/// Opens (creating if needed) the index with the pragmas the spool relies on.
+pub fn open_connection(path: &Path) -> Result<Connection, IndexError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Opens the index for reading only, beside a running daemon.
+pub fn open_read_only(path: &Path) -> Result<Connection, IndexError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// What happened to a record offered to the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// A new instance, queued for every destination.
+    Inserted { id: i64 },
+    /// Same SOP Instance UID and same bytes as an instance already held.
+    Duplicate { existing: i64 },
+    /// Same SOP Instance UID, different bytes: both kept, this one forwarded.
+    Replaced { id: i64, previous: i64 },
+    /// This exact record was indexed before (recovery re-reading a segment).
+    AlreadyIndexed { id: i64 },
+}
+
+/// Records a complete record, deduplicating by SOP Instance UID.
+pub fn insert(
+    tx: &Connection,
+    rec: &StoredRecord,
+    destinations: &[String],
+    now_ms: i64,
+) -> Result<InsertOutcome, IndexError> {
+    if let Some(id) = tx
+        .query_row(
+            "SELECT id FROM instances WHERE segment=?1 AND offset=?2",
+            params![rec.segment, rec.offset as i64],
+            |r| r.get(0),
+        )
+        .optional()?
+    {
+        return Ok(InsertOutcome::AlreadyIndexed { id });
+    }
+    let previous: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT id, hash FROM instances WHERE sop_instance_uid=?1 AND superseded=0 ORDER BY id DESC LIMIT 1",
+            params![rec.header.sop_instance_uid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let hash = rec.hash.to_le_bytes();
+    if let Some((existing, h)) = &previous {
+        if h.as_slice() == hash.as_slice() {
+            return Ok(InsertOutcome::Duplicate {
+                existing: *existing,
+            });
+        }
+    }
+    let h = &rec.header;
+    let s = &rec.summary;
+    tx.execute(
+        "INSERT INTO instances(sop_instance_uid, sop_class_uid, transfer_syntax_uid, study_uid, series_uid, modality,
+           instance_number, calling_ae, peer, segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
+         VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+        params![
+            h.sop_instance_uid,
+            h.sop_class_uid,
+            h.transfer_syntax_uid,
+            s.study_instance_uid,
+            s.series_instance_uid,
+            s.modality,
+            s.instance_number,
+            h.calling_ae,
+            h.peer,
+            rec.segment,
+            rec.offset as i64,
+            rec.len as i64,
+            rec.body_offset as i64,
+            rec.body_len as i64,
+            h.dataset_offset as i64,
+            hash.as_slice(),
+            h.received_at,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO deliveries(instance_id, destination, state, next_attempt_at) VALUES(?1, ?2, 'pending', ?3)",
+        )?;
+        for d in destinations {
+            stmt.execute(params![id, d, now_ms])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO segments(id, scanned_to, created_at) VALUES(?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET scanned_to=max(scanned_to, excluded.scanned_to)",
+        params![rec.segment, (rec.offset + rec.len) as i64, now_ms],
+    )?;
+    match previous {
+        Some((previous, _)) => {
+            tx.execute(
+                "UPDATE instances SET superseded=1 WHERE id=?1",
+                params![previous],
+            )?;
+            tx.execute(
+                "UPDATE deliveries SET state='superseded', done_at=?2 WHERE instance_id=?1 AND state IN ('pending','dead')",
+                params![previous, now_ms],
+            )?;
+            Ok(InsertOutcome::Replaced { id, previous })
+        }
+        None => Ok(InsertOutcome::Inserted { id }),
+    }
+}
+
+type Completion = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
+/// A unit of work: runs against the open transaction, says whether it
+/// succeeded (else its savepoint is rolled back), and replies after commit.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+/// Handle to the index thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Index {
+    jobs: mpsc::Sender<Msg>,
+}
+
+enum Msg {
+    Job(Job),
+    /// Make everything committed so far durable (WAL checkpoint).
+    Checkpoint(oneshot::Sender<Result<(), IndexError>>),
+}
+
+impl Index {
+    /// Moves the connection to its own thread.
+    pub fn start(mut conn: Connection) -> Index {
+        let (jobs, rx) = mpsc::channel::<Msg>();
+        thread::Builder::new()
+            .name("spool-index".into())
+            .spawn(move || {
+                let mut next = rx.recv().ok();
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Checkpoint(reply) => {
+                            let r = conn
+                                .execute_batch("PRAGMA wal_checkpoint(FULL)")
+                                .map_err(IndexError::from);
+                            let _ = reply.send(r);
+                        }
+                        Msg::Job(first) => {
+                            let mut batch = vec![first];
+                            while batch.len() < 512 {
+                                match rx.try_recv() {
+                                    Ok(Msg::Job(job)) => batch.push(job),
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            run_batch(&mut conn, batch);
+                        }
+                    }
+                    if next.is_none() {
+                        next = rx.recv().ok();
+                    }
+                }
+            })
+            .expect("spawn index thread");
+        Index { jobs }
+    }
+
+    /// Runs `f` inside the next group-committed transaction; its result is
+    /// returned only once that transaction is committed.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, IndexError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(f, tx)?;
+        rx.await.map_err(|_| IndexError::Closed)?
+    }
+
+    /// Blocking form of [`Index::call`], for threads outside the runtime.
+    pub fn call_blocking<T, F>(&self, f: F) -> Result<T, IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, IndexError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(f, tx)?;
+        rx.blocking_recv().map_err(|_| IndexError::Closed)?
+    }
+
+    fn submit<T, F>(
+        &self,
+        f: F,
+        reply: oneshot::Sender<Result<T, IndexError>>,
+    ) -> Result<(), IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, IndexError> + Send + 'static,
+    {
+        let job: Job = Box::new(move |tx| {
+            let result = f(tx);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit_error: Option<&rusqlite::Error>| {
+                let result = match commit_error {
+                    Some(e) => Err(IndexError::Sqlite(clone_error(e))),
+                    None => result,
+                };
+                let _ = reply.send(result);
+            });
+            (ok, completion)
+        });
+        self.jobs
+            .send(Msg::Job(job))
+            .map_err(|_| IndexError::Closed)
+    }
+
+    /// Waits until everything committed so far is durable.
+    pub async fn checkpoint(&self) -> Result<(), IndexError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Msg::Checkpoint(tx))
+            .map_err(|_| IndexError::Closed)?;
+        rx.await.map_err(|_| IndexError::Closed)?
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(message = "spool index cannot begin a transaction", error = %e);
+            // Every job's reply sender is dropped: callers see `Closed`, which
+            // becomes a failure status, never a false success.
+            return;
+        }
+    };
+    let mut completions = Vec::with_capacity(batch.len());
+    for job in batch {
+        // A savepoint per job keeps one failing job from undoing the others
+        // and from leaving half its writes behind.
+        let sp = match tx.savepoint() {
+            Ok(sp) => sp,
+            Err(e) => {
+                tracing::error!(message = "spool index cannot open a savepoint", error = %e);
+                continue;
+            }
+        };
+        let (ok, completion) = job(&sp);
+        let kept = if ok {
+            sp.commit()
+        } else {
+            drop(sp);
+            Ok(())
+        };
+        if let Err(e) = kept {
+            tracing::error!(message = "spool index savepoint failed", error = %e);
+            completion(Some(&e));
+            continue;
+        }
+        completions.push(completion);
+    }
+    let commit = tx.commit();
+    let err = commit.as_ref().err();
+    for c in completions {
+        c(err);
+    }
+}
+
+fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
+}

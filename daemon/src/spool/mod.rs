@@ -1,0 +1,279 @@
+//! The durable journal of received instances: segment files holding each
+//! instance as a Part-10 byte stream, and a SQLite index of instances and
+//! their delivery state per destination.
+//!
+//! **Invariant:** an instance is acknowledged only after its record was
+//! fdatasync'ed and indexed. Recovery at start re-indexes every intact record
+//! the index lost, and ignores torn ones (they were never acknowledged).
+
+mod disk;
+mod index;
+pub mod part10;
+mod record;
+mod recovery;
+mod segment;
+mod writer;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use disk::{usage, DiskUsage, Watermarks};
+pub use index::{open_read_only, Index, IndexError, InsertOutcome};
+pub use record::{RecordHeader, RecordSummary, StoredRecord};
+pub use recovery::RecoveryReport;
+pub use writer::InstanceWriter;
+
+use segment::SegmentFile;
+
+/// Why the spool could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// A filesystem operation on the spool failed.
+    #[error("spool {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Another firstlookd holds this spool.
+    #[error("spool {0} is in use by another firstlookd (lock held)")]
+    Locked(PathBuf),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// Settings the spool needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    pub dir: PathBuf,
+    pub destinations: Vec<String>,
+    pub segment_max_bytes: u64,
+    pub high_watermark_percent: u64,
+    pub low_watermark_percent: u64,
+}
+
+/// A segment idle in the pool stops taking new records after this long, so
+/// that it can be retired once delivered.
+const SEGMENT_MAX_AGE: Duration = Duration::from_secs(3600);
+
+struct Pooled {
+    segment: SegmentFile,
+    since: std::time::Instant,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    segments_dir: PathBuf,
+    index: Index,
+    destinations: Vec<String>,
+    segment_max_bytes: u64,
+    next_segment: AtomicI64,
+    idle: Mutex<Vec<Pooled>>,
+    /// Segments that may still receive records (pooled or held by a writer).
+    active: Mutex<HashSet<i64>>,
+    watermarks: Watermarks,
+    work: tokio::sync::Notify,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn index_path(dir: &Path) -> PathBuf {
+    dir.join("index.sqlite")
+}
+
+impl Spool {
+    /// Opens the spool, taking its lock, and runs recovery before anything
+    /// else can write.
+    pub fn open(opts: &SpoolOptions) -> Result<(Arc<Spool>, RecoveryReport), SpoolError> {
+        let dir = opts.dir.clone();
+        let segments_dir = dir.join("segments");
+        std::fs::create_dir_all(&segments_dir).map_err(io_err(&segments_dir))?;
+        let lock_path = dir.join("firstlookd.lock");
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| SpoolError::Locked(dir.clone()))?;
+        let mut conn = index::open_connection(&index_path(&dir))?;
+        let report = recovery::recover(&mut conn, &segments_dir, &opts.destinations)?;
+        let spool = Spool {
+            dir: dir.clone(),
+            segments_dir,
+            index: Index::start(conn),
+            destinations: opts.destinations.clone(),
+            segment_max_bytes: opts.segment_max_bytes,
+            next_segment: AtomicI64::new(report.next_segment_id),
+            idle: Mutex::new(Vec::new()),
+            active: Mutex::new(HashSet::new()),
+            watermarks: Watermarks::new(
+                dir,
+                opts.high_watermark_percent,
+                opts.low_watermark_percent,
+            ),
+            work: tokio::sync::Notify::new(),
+            _lock: lock,
+        };
+        spool.watermarks.check();
+        Ok((Arc::new(spool), report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn destinations(&self) -> &[String] {
+        &self.destinations
+    }
+
+    pub fn watermarks(&self) -> &Watermarks {
+        &self.watermarks
+    }
+
+    /// A writer for one association.
+    pub fn writer(self: &Arc<Self>) -> InstanceWriter {
+        InstanceWriter::start(Arc::clone(self))
+    }
+
+    /// Indexes a sealed record; success here is what allows the C-STORE success.
+    pub async fn commit(&self, record: StoredRecord) -> Result<InsertOutcome, IndexError> {
+        let destinations = self.destinations.clone();
+        let outcome = self
+            .index
+            .call(move |tx| index::insert(tx, &record, &destinations, now_ms()))
+            .await?;
+        if matches!(
+            outcome,
+            InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. }
+        ) {
+            self.work.notify_waiters();
+        }
+        Ok(outcome)
+    }
+
+    /// Wakes forwarders: new work may be due.
+    pub fn notify_work(&self) {
+        self.work.notify_waiters();
+    }
+
+    /// Resolves when new work was committed (or spuriously; callers re-check).
+    pub async fn work_arrived(&self) {
+        self.work.notified().await
+    }
+
+    /// Reads a stored instance's data set (everything after the file meta).
+    pub fn read_dataset(
+        &self,
+        segment: i64,
+        body_offset: u64,
+        dataset_offset: u64,
+        body_len: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        segment::read_range(
+            &self.segments_dir,
+            segment,
+            body_offset + dataset_offset,
+            body_len - dataset_offset,
+        )
+    }
+
+    /// Reads a stored instance as the Part-10 file it is.
+    pub fn read_part10(
+        &self,
+        segment: i64,
+        body_offset: u64,
+        body_len: u64,
+    ) -> std::io::Result<Vec<u8>> {
+        segment::read_range(&self.segments_dir, segment, body_offset, body_len)
+    }
+
+    fn acquire_segment(&self) -> Option<SegmentFile> {
+        loop {
+            let pooled = self.idle.lock().expect("segment pool").pop();
+            match pooled {
+                Some(p) if p.since.elapsed() > SEGMENT_MAX_AGE => {
+                    self.active.lock().expect("active").remove(&p.segment.id);
+                }
+                Some(p) => return Some(p.segment),
+                None => break,
+            }
+        }
+        let id = self.next_segment.fetch_add(1, Ordering::Relaxed);
+        match SegmentFile::create(&self.segments_dir, id) {
+            Ok(seg) => {
+                self.active.lock().expect("active").insert(id);
+                Some(seg)
+            }
+            Err(e) => {
+                tracing::error!(message = "cannot create a spool segment", error = %e);
+                None
+            }
+        }
+    }
+
+    fn release_segment(&self, segment: SegmentFile, broken: bool) {
+        if broken || segment.len() >= self.segment_max_bytes {
+            self.active.lock().expect("active").remove(&segment.id);
+            return;
+        }
+        self.idle.lock().expect("segment pool").push(Pooled {
+            segment,
+            since: std::time::Instant::now(),
+        });
+    }
+
+    /// Deletes segments whose every instance was delivered everywhere (or
+    /// superseded) longer than `retention` ago. Returns how many went.
+    pub async fn retire_delivered(&self, retention: Duration) -> Result<usize, SpoolError> {
+        let active: Vec<i64> = self
+            .active
+            .lock()
+            .expect("active")
+            .iter()
+            .copied()
+            .collect();
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        let retired = self
+            .index
+            .call(move |tx| recovery::mark_retirable(tx, &active, cutoff))
+            .await?;
+        if retired.is_empty() {
+            return Ok(0);
+        }
+        // The retirement must be durable before any file goes.
+        self.index.checkpoint().await?;
+        for id in &retired {
+            let path = segment::segment_path(&self.segments_dir, *id);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(message = "cannot delete a retired segment", path = %path.display(), error = %e);
+            }
+        }
+        let ids = retired.clone();
+        self.index
+            .call(move |tx| recovery::forget_segments(tx, &ids))
+            .await?;
+        Ok(retired.len())
+    }
+}

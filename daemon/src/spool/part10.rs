@@ -1,0 +1,126 @@
+//! The Part-10 preamble and file meta information group (PS3.10 §7.1),
+//! built from what the association told us.
+
+/// Our implementation class UID (a 2.25 UUID-derived UID).
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.83011187419620442402618651339066719411";
+pub const IMPLEMENTATION_VERSION_NAME: &str = "FIRSTLOOK_010";
+
+/// Preamble, "DICM" and the file meta group, ready to precede a data set.
+pub fn file_meta(
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    transfer_syntax_uid: &str,
+    source_ae: &str,
+) -> Vec<u8> {
+    let mut group = Vec::with_capacity(256);
+    put(&mut group, 0x0001, b"OB", &[0x00, 0x01]);
+    put_text(&mut group, 0x0002, b"UI", sop_class_uid, 0);
+    put_text(&mut group, 0x0003, b"UI", sop_instance_uid, 0);
+    put_text(&mut group, 0x0010, b"UI", transfer_syntax_uid, 0);
+    put_text(&mut group, 0x0012, b"UI", IMPLEMENTATION_CLASS_UID, 0);
+    put_text(&mut group, 0x0013, b"SH", IMPLEMENTATION_VERSION_NAME, b' ');
+    if !source_ae.is_empty() {
+        put_text(&mut group, 0x0016, b"AE", source_ae, b' ');
+    }
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    put(&mut out, 0x0000, b"UL", &(group.len() as u32).to_le_bytes());
+    out.extend_from_slice(&group);
+    out
+}
+
+fn put(out: &mut Vec<u8>, element: u16, vr: &[u8; 2], value: &[u8]) {
+    out.extend_from_slice(&0x0002u16.to_le_bytes());
+    out.extend_from_slice(&element.to_le_bytes());
+    out.extend_from_slice(vr);
+    if vr == b"OB" {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+}
+
+fn put_text(out: &mut Vec<u8>, element: u16, vr: &[u8; 2], text: &str, pad: u8) {
+    let mut v = text.as_bytes().to_vec();
+    if v.len() % 2 == 1 {
+        v.push(pad);
+    }
+    put(out, element, vr, &v);
+}
+
+/// Finds where the data set starts in a Part-10 file, by reading the group
+/// length of the file meta.
+pub fn dataset_offset(file: &[u8]) -> Option<usize> {
+    if file.len() < 144 || &file[128..132] != b"DICM" {
+        return None;
+    }
+    // (0002,0000) UL, explicit VR LE: 8 header bytes then 4 value bytes.
+    if file[132..136] != [0x02, 0x00, 0x00, 0x00] || &file[136..138] != b"UL" {
+        return None;
+    }
+    let len = u32::from_le_bytes(file[140..144].try_into().ok()?) as usize;
+    let end = 144usize.checked_add(len)?;
+    (end <= file.len()).then_some(end)
+}
+
+/// The transfer syntax UID from a Part-10 file's meta group.
+pub fn transfer_syntax(file: &[u8]) -> Option<String> {
+    let end = dataset_offset(file)?;
+    let mut pos = 144;
+    while pos + 8 <= end {
+        let element = u16::from_le_bytes([file[pos + 2], file[pos + 3]]);
+        let vr = &file[pos + 4..pos + 6];
+        let (len, head) = if vr == b"OB" || vr == b"UN" {
+            (
+                u32::from_le_bytes(file[pos + 8..pos + 12].try_into().ok()?) as usize,
+                12,
+            )
+        } else {
+            (
+                u16::from_le_bytes([file[pos + 6], file[pos + 7]]) as usize,
+                8,
+            )
+        };
+        let value = file.get(pos + head..pos + head + len)?;
+        if element == 0x0010 {
+            return Some(
+                String::from_utf8_lossy(value)
+                    .trim_end_matches(['\0', ' '])
+                    .to_string(),
+            );
+        }
+        pos += head + len;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips_through_our_reader() {
+        let meta = file_meta(
+            "1.2.840.10008.5.1.4.1.1.2",
+            "1.2.3.4",
+            "1.2.840.10008.1.2.4.70",
+            "CT01",
+        );
+        let mut file = meta.clone();
+        file.extend_from_slice(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100");
+        assert_eq!(dataset_offset(&file), Some(meta.len()));
+        assert_eq!(
+            transfer_syntax(&file).as_deref(),
+            Some("1.2.840.10008.1.2.4.70")
+        );
+        assert_eq!(meta.len() % 2, 0);
+    }
+
+    #[test]
+    fn non_part10_bytes_are_rejected() {
+        assert_eq!(dataset_offset(&[0u8; 200]), None);
+        assert_eq!(dataset_offset(b"short"), None);
+    }
+}

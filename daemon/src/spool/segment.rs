@@ -1,0 +1,197 @@
+//! Append-only segment files holding records back to back.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::record::{self, StoredRecord, BODY_LEN_AT};
+
+/// Start background writeback once this much is written but not yet synced,
+/// so that the final fdatasync only has the tail left to flush.
+const WRITEBACK_CHUNK: u64 = 256 * 1024;
+
+pub fn segment_path(dir: &Path, id: i64) -> PathBuf {
+    dir.join(format!("{id:016x}.seg"))
+}
+
+pub fn segment_id(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    let hex = name.strip_suffix(".seg")?;
+    i64::from_str_radix(hex, 16).ok()
+}
+
+/// An open segment, written by one association at a time.
+#[derive(Debug)]
+pub struct SegmentFile {
+    pub id: i64,
+    file: File,
+    len: u64,
+    written_back_to: u64,
+}
+
+impl SegmentFile {
+    /// Creates a new, empty segment and makes its directory entry durable.
+    pub fn create(dir: &Path, id: i64) -> io::Result<SegmentFile> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(segment_path(dir, id))?;
+        file.sync_all()?;
+        File::open(dir)?.sync_all()?;
+        Ok(SegmentFile {
+            id,
+            file,
+            len: 0,
+            written_back_to: 0,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, self.len)?;
+        self.len += bytes.len() as u64;
+        if self.len - self.written_back_to >= WRITEBACK_CHUNK {
+            self.start_writeback();
+        }
+        Ok(())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&mut self) {
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        let from = self.written_back_to;
+        let n = self.len - from;
+        // On Linux, DONTNEED starts asynchronous writeback of the dirty range
+        // (dirty pages are not dropped). Only a hint to start IO early; the
+        // fdatasync at the end is what counts.
+        let _ = posix_fadvise(
+            &self.file,
+            from as i64,
+            n as i64,
+            PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+        self.written_back_to = self.len;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start_writeback(&mut self) {
+        self.written_back_to = self.len;
+    }
+
+    /// Patches the body length of the record at `offset`, appends its trailer
+    /// and waits until all of it is on stable storage.
+    pub fn seal_record(&mut self, offset: u64, body_len: u64, trailer: &[u8]) -> io::Result<()> {
+        self.append(trailer)?;
+        self.file
+            .write_all_at(&body_len.to_le_bytes(), offset + BODY_LEN_AT)?;
+        self.file.sync_data()?;
+        self.written_back_to = self.len;
+        Ok(())
+    }
+
+    /// Drops everything from `offset` on: an instance that will not be acknowledged.
+    pub fn truncate(&mut self, offset: u64) -> io::Result<()> {
+        self.file.set_len(offset)?;
+        self.len = offset;
+        self.written_back_to = self.written_back_to.min(offset);
+        Ok(())
+    }
+}
+
+/// Result of reading a segment from some offset to its end.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    pub records: Vec<StoredRecord>,
+    /// Where the last intact record ends.
+    pub valid_to: u64,
+    /// Bytes after `valid_to` (a record torn by a crash, never acknowledged).
+    pub torn_bytes: u64,
+}
+
+/// Reads every intact record from `from` on, checking both hashes.
+pub fn scan(dir: &Path, id: i64, from: u64) -> io::Result<ScanResult> {
+    let file = File::open(segment_path(dir, id))?;
+    let size = file.metadata()?.len();
+    let mut out = ScanResult {
+        valid_to: from,
+        ..Default::default()
+    };
+    let mut offset = from;
+    while offset < size {
+        match read_record(&file, id, offset, size)? {
+            Some(rec) => {
+                offset += rec.len;
+                out.valid_to = offset;
+                out.records.push(rec);
+            }
+            None => break,
+        }
+    }
+    out.torn_bytes = size - out.valid_to;
+    Ok(out)
+}
+
+fn read_record(file: &File, id: i64, offset: u64, size: u64) -> io::Result<Option<StoredRecord>> {
+    let mut head = vec![0u8; 20];
+    if offset + 20 > size {
+        return Ok(None);
+    }
+    file.read_exact_at(&mut head, offset)?;
+    let json_len = u32::from_le_bytes(head[16..20].try_into().expect("4 bytes")) as u64;
+    if &head[..8] != record::RECORD_MAGIC || json_len > 64 * 1024 || offset + 20 + json_len > size {
+        return Ok(None);
+    }
+    head.resize(20 + json_len as usize, 0);
+    file.read_exact_at(&mut head[20..], offset + 20)?;
+    let Some((body_len, header, head_len)) = record::decode_head(&head) else {
+        return Ok(None);
+    };
+    let body_offset = offset + head_len as u64;
+    let Some(trailer_at) = body_offset
+        .checked_add(body_len)
+        .filter(|&t| t + 36 <= size)
+    else {
+        return Ok(None);
+    };
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = body_offset;
+    while pos < trailer_at {
+        let n = ((trailer_at - pos) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], pos)?;
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    let tail_len = ((size - trailer_at) as usize).min(64 * 1024 + 44);
+    let mut tail = vec![0u8; tail_len];
+    file.read_exact_at(&mut tail, trailer_at)?;
+    let Some((hash, summary, trailer_len)) = record::decode_trailer(&tail) else {
+        return Ok(None);
+    };
+    if hash != hasher.digest128() {
+        return Ok(None);
+    }
+    Ok(Some(StoredRecord {
+        segment: id,
+        offset,
+        len: head_len as u64 + body_len + trailer_len as u64,
+        body_offset,
+        body_len,
+        hash,
+        header,
+        summary,
+    }))
+}
+
+/// Reads `len` bytes at `offset` of a segment.
+pub fn read_range(dir: &Path, id: i64, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(segment_path(dir, id))?;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
+}

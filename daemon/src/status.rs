@@ -1,0 +1,193 @@
+//! `firstlookd status`: what the spool holds and owes, read beside a running daemon.
+
+use std::fmt;
+use std::path::Path;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::spool::{index_path, now_ms, open_read_only, usage, IndexError};
+
+#[derive(Debug, Serialize)]
+pub struct DestinationStatus {
+    pub name: String,
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    /// Age of the oldest pending instance, in seconds.
+    pub oldest_pending_secs: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetter {
+    pub destination: String,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub status: Option<u16>,
+    pub reason: String,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub spool_dir: String,
+    pub instances: u64,
+    pub spool_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub disk_available_bytes: u64,
+    pub destinations: Vec<DestinationStatus>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Why status could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// There is no spool index at that path yet.
+    #[error("no spool at {0} (has firstlookd run with this spool_dir?)")]
+    NoSpool(String),
+    /// The index could not be read.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The disk could not be measured.
+    #[error("cannot measure the spool disk: {0}")]
+    Disk(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for StatusError {
+    fn from(e: rusqlite::Error) -> Self {
+        StatusError::Index(IndexError::Sqlite(e))
+    }
+}
+
+pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
+    let path = index_path(spool_dir);
+    if !path.exists() {
+        return Err(StatusError::NoSpool(spool_dir.display().to_string()));
+    }
+    let conn = open_read_only(&path)?;
+    let (instances, spool_bytes): (i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(record_len),0) FROM instances",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let now = now_ms();
+    let mut destinations = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT destination,
+                    sum(state='pending'), sum(state='delivered'), sum(state='dead'),
+                    min(CASE WHEN state='pending' THEN i.received_at END)
+             FROM deliveries d JOIN instances i ON i.id=d.instance_id
+             GROUP BY destination ORDER BY destination",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (name, pending, delivered, dead, oldest) = row?;
+            let last_error: Option<String> = conn
+                .query_row(
+                    "SELECT reason FROM deliveries WHERE destination=?1 AND state='pending' AND reason IS NOT NULL
+                     ORDER BY next_attempt_at DESC LIMIT 1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .ok();
+            destinations.push(DestinationStatus {
+                name,
+                pending: pending as u64,
+                delivered: delivered as u64,
+                dead: dead as u64,
+                oldest_pending_secs: oldest.map(|t| (now - t) / 1000),
+                last_error,
+            });
+        }
+    }
+    let mut dead_letters = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT d.destination, i.sop_instance_uid, i.sop_class_uid, d.last_status, coalesce(d.reason,''), d.attempts
+             FROM deliveries d JOIN instances i ON i.id=d.instance_id WHERE d.state='dead' ORDER BY d.done_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DeadLetter {
+                destination: r.get(0)?,
+                sop_instance_uid: r.get(1)?,
+                sop_class_uid: r.get(2)?,
+                status: r.get::<_, Option<i64>>(3)?.map(|s| s as u16),
+                reason: r.get(4)?,
+                attempts: r.get::<_, i64>(5)? as u32,
+            })
+        })?;
+        for row in rows {
+            dead_letters.push(row?);
+        }
+    }
+    let disk = usage(spool_dir)?;
+    Ok(StatusReport {
+        spool_dir: spool_dir.display().to_string(),
+        instances: instances as u64,
+        spool_bytes: spool_bytes as u64,
+        disk_total_bytes: disk.total_bytes,
+        disk_available_bytes: disk.available_bytes,
+        destinations,
+        dead_letters,
+    })
+}
+
+fn gib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0 * 1024.0)
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "spool      {}", self.spool_dir)?;
+        writeln!(
+            f,
+            "disk       {:.1} GiB free of {:.1} GiB",
+            gib(self.disk_available_bytes),
+            gib(self.disk_total_bytes)
+        )?;
+        writeln!(
+            f,
+            "held       {} instances, {:.1} MiB",
+            self.instances,
+            self.spool_bytes as f64 / (1024.0 * 1024.0)
+        )?;
+        if self.destinations.is_empty() {
+            writeln!(f, "queues     (no deliveries recorded)")?;
+        }
+        for d in &self.destinations {
+            write!(
+                f,
+                "queue      {:<16} pending {:>6}  delivered {:>8}  dead {:>4}",
+                d.name, d.pending, d.delivered, d.dead
+            )?;
+            if let Some(age) = d.oldest_pending_secs {
+                write!(f, "  oldest {age}s")?;
+            }
+            writeln!(f)?;
+            if let Some(e) = &d.last_error {
+                writeln!(f, "           last error: {e}")?;
+            }
+        }
+        if !self.dead_letters.is_empty() {
+            writeln!(f, "dead letters ({}):", self.dead_letters.len())?;
+            for d in &self.dead_letters {
+                writeln!(
+                    f,
+                    "  {:<16} {}  class {}  after {} attempt(s): {}",
+                    d.destination, d.sop_instance_uid, d.sop_class_uid, d.attempts, d.reason
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

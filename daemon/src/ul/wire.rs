@@ -1,0 +1,223 @@
+use std::time::Duration;
+
+use dicom_ul::pdu::{Pdu, MAXIMUM_PDU_SIZE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// DICOM application context name.
+pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+
+/// Association-control PDUs (RQ, AC, RJ...) larger than this are refused.
+const MAX_CONTROL_PDU: u32 = 1024 * 1024;
+
+/// A failure on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Closed,
+    /// Nothing (or not a whole PDU) arrived in time.
+    #[error("timed out after {0:?} waiting for a PDU")]
+    Timeout(Duration),
+    /// The peer announced a PDU larger than allowed.
+    #[error("PDU of {len} bytes exceeds the limit of {limit}")]
+    TooLarge { len: u32, limit: u32 },
+    /// The PDU could not be decoded.
+    #[error("malformed PDU: {0}")]
+    Malformed(String),
+    /// A socket error.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads whole PDUs from a socket.
+pub struct PduReader {
+    stream: OwnedReadHalf,
+    buf: Vec<u8>,
+}
+
+impl PduReader {
+    pub fn new(stream: OwnedReadHalf) -> Self {
+        PduReader {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Reads one PDU. `max_pdata` bounds P-DATA PDUs (our announced maximum);
+    /// the whole PDU must arrive within `timeout`, which also defeats a peer
+    /// trickling bytes.
+    pub async fn read(&mut self, max_pdata: u32, timeout: Duration) -> Result<Pdu, WireError> {
+        tokio::time::timeout(timeout, self.read_inner(max_pdata))
+            .await
+            .map_err(|_| WireError::Timeout(timeout))?
+    }
+
+    async fn read_inner(&mut self, max_pdata: u32) -> Result<Pdu, WireError> {
+        let mut head = [0u8; 6];
+        match self.stream.read_exact(&mut head).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(WireError::Closed)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]);
+        let limit = if head[0] == 0x04 {
+            max_pdata
+        } else {
+            MAX_CONTROL_PDU
+        };
+        if len > limit {
+            return Err(WireError::TooLarge { len, limit });
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&head);
+        self.buf.resize(6 + len as usize, 0);
+        match self.stream.read_exact(&mut self.buf[6..]).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(WireError::Closed)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match dicom_ul::read_pdu(&self.buf[..], MAXIMUM_PDU_SIZE, false) {
+            Ok(Some(pdu)) => Ok(pdu),
+            Ok(None) => Err(WireError::Malformed("incomplete PDU".into())),
+            Err(e) => Err(WireError::Malformed(e.to_string())),
+        }
+    }
+}
+
+/// Writes PDUs to a socket.
+pub struct PduWriter {
+    stream: OwnedWriteHalf,
+    buf: Vec<u8>,
+}
+
+impl PduWriter {
+    pub fn new(stream: OwnedWriteHalf) -> Self {
+        PduWriter {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    pub async fn send(&mut self, pdu: &Pdu) -> Result<(), WireError> {
+        self.buf.clear();
+        dicom_ul::write_pdu(&mut self.buf, pdu).map_err(|e| WireError::Malformed(e.to_string()))?;
+        self.stream.write_all(&self.buf).await?;
+        Ok(())
+    }
+
+    /// Sends a message (command or data set) as P-DATA-TF PDUs no larger
+    /// than `peer_max` (0 = unlimited), fragmenting as needed.
+    pub async fn send_message(
+        &mut self,
+        context_id: u8,
+        is_command: bool,
+        bytes: &[u8],
+        peer_max: u32,
+    ) -> Result<(), WireError> {
+        write_pdata(&mut self.buf, context_id, is_command, bytes, peer_max);
+        self.stream.write_all(&self.buf).await?;
+        Ok(())
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Encodes a message as P-DATA-TF PDUs into `out` (cleared first).
+pub fn write_pdata(
+    out: &mut Vec<u8>,
+    context_id: u8,
+    is_command: bool,
+    bytes: &[u8],
+    peer_max: u32,
+) {
+    out.clear();
+    // A PDV item adds 6 bytes (length, context id, control header) inside
+    // the PDU; the peer's maximum counts the PDU's variable part.
+    let max_payload = if peer_max == 0 {
+        u32::MAX as usize - 6
+    } else {
+        (peer_max as usize).saturating_sub(6).max(1)
+    };
+    let mut chunks = bytes.chunks(max_payload).peekable();
+    if bytes.is_empty() {
+        push_pdv(out, context_id, is_command, true, &[]);
+        return;
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        push_pdv(out, context_id, is_command, last, chunk);
+    }
+}
+
+fn push_pdv(out: &mut Vec<u8>, context_id: u8, is_command: bool, last: bool, chunk: &[u8]) {
+    let item_len = chunk.len() as u32 + 2;
+    out.push(0x04);
+    out.push(0x00);
+    out.extend_from_slice(&(item_len + 4).to_be_bytes());
+    out.extend_from_slice(&item_len.to_be_bytes());
+    out.push(context_id);
+    out.push(u8::from(is_command) | (u8::from(last) << 1));
+    out.extend_from_slice(chunk);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_ul::pdu::{PDataValueType, Pdu};
+
+    fn decode_all(mut bytes: &[u8]) -> Vec<Pdu> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let len = u32::from_be_bytes(bytes[2..6].try_into().unwrap()) as usize;
+            out.push(
+                dicom_ul::read_pdu(&bytes[..6 + len], MAXIMUM_PDU_SIZE, true)
+                    .unwrap()
+                    .unwrap(),
+            );
+            bytes = &bytes[6 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn messages_are_fragmented_to_the_peer_maximum() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        write_pdata(&mut out, 3, false, &data, 4096);
+        let pdus = decode_all(&out);
+        assert_eq!(pdus.len(), 3);
+        let mut joined = Vec::new();
+        for (i, pdu) in pdus.iter().enumerate() {
+            let Pdu::PData { data: pdvs } = pdu else {
+                panic!("not P-DATA")
+            };
+            assert_eq!(pdvs.len(), 1);
+            let pdv = &pdvs[0];
+            assert_eq!(pdv.presentation_context_id, 3);
+            assert_eq!(pdv.value_type, PDataValueType::Data);
+            assert_eq!(pdv.is_last, i == 2);
+            assert!(pdv.data.len() + 6 <= 4096);
+            joined.extend_from_slice(&pdv.data);
+        }
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn unlimited_peer_gets_one_pdu() {
+        let mut out = Vec::new();
+        write_pdata(&mut out, 1, true, &[1, 2, 3], 0);
+        let pdus = decode_all(&out);
+        let Pdu::PData { data } = &pdus[0] else {
+            panic!()
+        };
+        assert!(data[0].is_last);
+        assert_eq!(data[0].value_type, PDataValueType::Command);
+    }
+}

@@ -1,0 +1,57 @@
+//! firstlook-provision: the field engineer's tool. For now it checks a site
+//! configuration before it is installed on a box.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use firstlook::config::Config;
+
+#[derive(Parser)]
+#[command(version, about = "Install and configure firstlook on an appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a site configuration: errors name the line, the column and the fix.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK — AE {} on {}, {} scanner entr{}, {} destination{}",
+                    file.display(),
+                    c.node.ae_title,
+                    c.node.listen,
+                    c.scanners.len(),
+                    if c.scanners.len() == 1 { "y" } else { "ies" },
+                    c.destinations.len(),
+                    if c.destinations.len() == 1 { "" } else { "s" },
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
