@@ -131,7 +131,7 @@ fn default_retention() -> Bounded<0, 87_600> {
     Bounded(24)
 }
 fn default_segment_mb() -> Bounded<1, 4096> {
-    Bounded(256)
+    Bounded(64)
 }
 fn default_retry_initial() -> Bounded<1, 3600> {
     Bounded(2)

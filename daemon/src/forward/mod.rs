@@ -28,6 +28,11 @@ const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 /// Presentation contexts are numbered with odd bytes: at most 128.
 const MAX_CONTEXTS: usize = 128;
+/// How long an idle association waits for more work before release.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// A delivery being recorded in the index.
+type Mark = tokio::task::JoinHandle<Result<(), crate::spool::IndexError>>;
 
 /// Starts a worker per configured destination.
 pub fn spawn_workers(
@@ -63,25 +68,33 @@ impl Worker {
         self.dest.name.as_str().to_string()
     }
 
+    async fn fetch(&self) -> Option<Vec<Queued>> {
+        let name = self.name();
+        let limit = self.config.forward.batch_size.get();
+        match self
+            .spool
+            .index()
+            .call(move |tx| queue::next_batch(tx, &name, now_ms(), limit))
+            .await
+        {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!(message = "cannot read the forward queue", error = %e);
+                None
+            }
+        }
+    }
+
     async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let batch_size = self.config.forward.batch_size.get();
+        let mut work = self.spool.subscribe_work();
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let name = self.name();
-            let batch = self
-                .spool
-                .index()
-                .call(move |tx| queue::next_batch(tx, &name, now_ms(), batch_size))
-                .await;
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(message = "cannot read the forward queue", error = %e);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            work.borrow_and_update();
+            let Some(batch) = self.fetch().await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             };
             if batch.is_empty() {
                 let name = self.name();
@@ -96,13 +109,13 @@ impl Worker {
                     Duration::from_millis((at - now_ms()).clamp(10, 5000) as u64)
                 });
                 tokio::select! {
-                    _ = self.spool.work_arrived() => {}
+                    _ = work.changed() => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => return,
                 }
                 continue;
             }
-            self.send_batch(batch).await;
+            self.session(batch, &mut work).await;
         }
     }
 
@@ -122,8 +135,22 @@ impl Worker {
         set.into_iter().map(|(abs, ts)| (abs, vec![ts])).collect()
     }
 
-    async fn send_batch(&self, mut batch: Vec<Queued>) {
-        // Keep only as many instances as fit in the context limit.
+    fn syntaxes(q: &Queued) -> Vec<&str> {
+        let stored = q.transfer_syntax_uid.as_str();
+        let mut v = vec![stored];
+        if Encoding::is_native_uid(stored) {
+            v.push(if stored == EXPLICIT_LE {
+                IMPLICIT_LE
+            } else {
+                EXPLICIT_LE
+            });
+        }
+        v
+    }
+
+    /// One association: sends the batch, then keeps going while more work
+    /// arrives that the negotiated contexts can carry.
+    async fn session(&self, mut batch: Vec<Queued>, work: &mut watch::Receiver<u64>) {
         let mut contexts = Self::contexts_for(&batch);
         while contexts.len() > MAX_CONTEXTS && batch.len() > 1 {
             batch.truncate(batch.len() / 2);
@@ -147,64 +174,115 @@ impl Worker {
             }
         };
         let mut delivered = 0usize;
-        for (i, q) in batch.iter().enumerate() {
-            match self.send_one(&mut scu, q).await {
-                Ok(true) => delivered += 1,
-                Ok(false) => {}
+        loop {
+            match self.send_all(&mut scu, &batch).await {
+                Ok(n) => delivered += n,
                 Err(e) => {
-                    tracing::warn!(message = "association to the destination failed", error = %e);
-                    self.retry_all(&batch[i..], None, &e.to_string()).await;
+                    tracing::warn!(message = "association to the destination failed", error = %e, delivered);
                     scu.abort().await;
                     return;
                 }
             }
+            work.borrow_and_update();
+            let mut next = self.fetch().await.unwrap_or_default();
+            if next.is_empty() {
+                // Linger briefly: a scanner mid-series sends the next image soon.
+                if tokio::time::timeout(LINGER, work.changed()).await.is_ok() {
+                    next = self.fetch().await.unwrap_or_default();
+                }
+            }
+            let fits = |q: &Queued| {
+                scu.context_for(&q.sop_class_uid, &Self::syntaxes(q))
+                    .is_some()
+            };
+            if next.is_empty() || !next.iter().all(fits) {
+                break;
+            }
+            batch = next;
         }
         scu.release().await;
-        tracing::info!(message = "batch forwarded", delivered, of = batch.len());
+        tracing::info!(
+            message = "association to the destination released",
+            delivered
+        );
     }
 
-    /// Sends one instance; Ok(true) if delivered, Ok(false) if rescheduled
-    /// or dead-lettered, Err if the association is no longer usable.
-    async fn send_one(&self, scu: &mut StoreScu, q: &Queued) -> Result<bool, ScuError> {
-        let stored_ts = q.transfer_syntax_uid.as_str();
-        let mut syntaxes = vec![stored_ts];
-        if Encoding::is_native_uid(stored_ts) {
-            syntaxes.push(if stored_ts == EXPLICIT_LE {
-                IMPLICIT_LE
-            } else {
-                EXPLICIT_LE
-            });
+    fn read(&self, q: &Queued) -> tokio::task::JoinHandle<std::io::Result<Vec<u8>>> {
+        let spool = Arc::clone(&self.spool);
+        let (segment, body_offset, dataset_offset, body_len) =
+            (q.segment, q.body_offset, q.dataset_offset, q.body_len);
+        tokio::task::spawn_blocking(move || {
+            spool.read_dataset(segment, body_offset, dataset_offset, body_len)
+        })
+    }
+
+    /// Sends a batch, reading each instance while the previous one is on the
+    /// wire. Deliveries are recorded as they happen and all committed before
+    /// returning, so the next look at the queue cannot send one twice.
+    async fn send_all(&self, scu: &mut StoreScu, batch: &[Queued]) -> Result<usize, ScuError> {
+        let mut marks = Vec::with_capacity(batch.len());
+        let mut delivered = 0;
+        let mut next_read = batch.first().map(|q| self.read(q));
+        let mut outcome = Ok(());
+        for (i, q) in batch.iter().enumerate() {
+            let read = next_read.take().expect("read started for every instance");
+            next_read = batch.get(i + 1).map(|n| self.read(n));
+            let dataset = match read.await {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            match self.send_one(scu, q, dataset).await {
+                Ok(Some(mark)) => {
+                    delivered += 1;
+                    marks.push(mark);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.retry_all(&batch[i..], None, &e.to_string()).await;
+                    outcome = Err(e);
+                    break;
+                }
+            }
         }
-        let Some((ctx, ts)) = scu.context_for(&q.sop_class_uid, &syntaxes) else {
+        for m in marks {
+            match m.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(message = "cannot record a delivery; it will be sent again", error = %e)
+                }
+                Err(e) => tracing::error!(message = "delivery record task failed", error = %e),
+            }
+        }
+        outcome.map(|()| delivered)
+    }
+
+    /// Sends one instance. Ok(Some(pending record)) if delivered, Ok(None) if
+    /// rescheduled or dead-lettered, Err if the association is no longer usable.
+    async fn send_one(
+        &self,
+        scu: &mut StoreScu,
+        q: &Queued,
+        dataset: std::io::Result<Vec<u8>>,
+    ) -> Result<Option<Mark>, ScuError> {
+        let stored_ts = q.transfer_syntax_uid.as_str();
+        let Some((ctx, ts)) = scu.context_for(&q.sop_class_uid, &Self::syntaxes(q)) else {
             let reason = format!(
                 "destination accepts neither SOP class {} in {} nor an uncompressed fallback",
                 q.sop_class_uid, stored_ts
             );
             self.dead(q, None, &reason).await;
-            return Ok(false);
+            return Ok(None);
         };
-        let spool = Arc::clone(&self.spool);
-        let (segment, body_offset, dataset_offset, body_len) =
-            (q.segment, q.body_offset, q.dataset_offset, q.body_len);
-        let read = tokio::task::spawn_blocking(move || {
-            spool.read_dataset(segment, body_offset, dataset_offset, body_len)
-        })
-        .await;
-        let mut dataset = match read {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
+        let mut dataset = match dataset {
+            Ok(d) => d,
+            Err(e) => {
                 self.dead(
                     q,
                     None,
                     &format!("cannot read the instance from the spool: {e}"),
                 )
                 .await;
-                return Ok(false);
-            }
-            Err(e) => {
-                self.retry_all(std::slice::from_ref(q), None, &e.to_string())
-                    .await;
-                return Ok(false);
+                return Ok(None);
             }
         };
         if ts != stored_ts {
@@ -212,7 +290,7 @@ impl Worker {
                 Ok(d) => dataset = d,
                 Err(e) => {
                     self.dead(q, None, &e.to_string()).await;
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
         }
@@ -228,8 +306,6 @@ impl Worker {
         let status = Status(status);
         match status.class() {
             StatusClass::Success | StatusClass::Warning => {
-                let name = self.name();
-                let id = q.instance_id;
                 let note = (status != Status::SUCCESS).then(|| {
                     format!(
                         "warning {status}{}",
@@ -242,28 +318,25 @@ impl Worker {
                 if status != Status::SUCCESS {
                     tracing::info!(message = "destination stored with a warning", status = %status);
                 }
-                if let Err(e) = self
-                    .spool
-                    .index()
-                    .call(move |tx| {
-                        queue::delivered(tx, id, &name, status.0, note.as_deref(), now_ms())
-                    })
-                    .await
-                {
-                    tracing::error!(message = "cannot record a delivery; it will be sent again", error = %e);
-                }
-                Ok(true)
+                let (index, name, id) = (self.spool.index().clone(), self.name(), q.instance_id);
+                Ok(Some(tokio::spawn(async move {
+                    index
+                        .call(move |tx| {
+                            queue::delivered(tx, id, &name, status.0, note.as_deref(), now_ms())
+                        })
+                        .await
+                })))
             }
             StatusClass::Transient | StatusClass::Pending | StatusClass::Cancel => {
                 let reason = describe(status, comment.as_deref());
                 self.retry_all(std::slice::from_ref(q), Some(status.0), &reason)
                     .await;
-                Ok(false)
+                Ok(None)
             }
             StatusClass::Permanent => {
                 let reason = describe(status, comment.as_deref());
                 self.dead(q, Some(status.0), &reason).await;
-                Ok(false)
+                Ok(None)
             }
         }
     }

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use dicom_ul::pdu::{
-    AssociationRJResult, AssociationRQ, PDataValueType, Pdu, PresentationContextProposed,
+    AssociationRJResult, AssociationRQ, Pdu, PresentationContextProposed,
     PresentationContextResultReason, UserVariableItem,
 };
 use tokio::net::TcpStream;
 
 use crate::dimse::{Command, CommandField, Fragment, Priority, Reassembler};
 use crate::ul::{
-    PduReader, PduWriter, WireError, APPLICATION_CONTEXT, IMPLEMENTATION_CLASS_UID,
+    PduReader, PduWriter, Received, WireError, APPLICATION_CONTEXT, IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
 };
 
@@ -225,42 +225,35 @@ impl StoreScu {
         let mut reassembler = Reassembler::new();
         let mut response = None;
         loop {
-            match self
+            let received = self
                 .reader
-                .read(self.our_max_pdu.max(16 * 1024 * 1024), self.dimse_timeout)
-                .await?
-            {
-                Pdu::PData { data } => {
-                    for pdv in data {
-                        let is_command = pdv.value_type == PDataValueType::Command;
-                        match reassembler
-                            .push(
-                                pdv.presentation_context_id,
-                                is_command,
-                                pdv.is_last,
-                                &pdv.data,
-                            )
-                            .map_err(|e| ScuError::Protocol(e.to_string()))?
-                        {
-                            Fragment::Command { command, .. } if !command.has_dataset => {
-                                return Ok(command)
-                            }
-                            Fragment::Command { command, .. } => response = Some(command),
-                            Fragment::Data { last: true, .. } => {
-                                if let Some(c) = response.take() {
-                                    return Ok(c);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                Pdu::AbortRQ { .. } => return Err(ScuError::Aborted),
-                other => {
+                .read_message(self.our_max_pdu, self.dimse_timeout)
+                .await?;
+            let data = match received {
+                Received::PData(data) => data,
+                Received::Other(Pdu::AbortRQ { .. }) => return Err(ScuError::Aborted),
+                Received::Other(other) => {
                     return Err(ScuError::Protocol(format!(
                         "unexpected {} while waiting for a response",
                         other.short_description()
                     )))
+                }
+            };
+            for pdv in data {
+                let fragment = reassembler
+                    .push(pdv.context_id, pdv.is_command, pdv.is_last, &pdv.data)
+                    .map_err(|e| ScuError::Protocol(e.to_string()))?;
+                match fragment {
+                    Fragment::Command { command, .. } if !command.has_dataset => {
+                        return Ok(command)
+                    }
+                    Fragment::Command { command, .. } => response = Some(command),
+                    Fragment::Data { last: true, .. } => {
+                        if let Some(c) = response.take() {
+                            return Ok(c);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }

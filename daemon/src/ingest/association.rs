@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, PDataValueType, Pdu};
+use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, Pdu};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -11,7 +11,7 @@ use super::policy::{self, AcceptedContext, Load};
 use super::store::{Incoming, StoreOutcome};
 use super::Ingest;
 use crate::dimse::{Command, CommandField, Fragment, Reassembler, Status};
-use crate::ul::{PduReader, PduWriter, WireError};
+use crate::ul::{PduReader, PduWriter, Pdv, Received, WireError};
 
 pub async fn run(
     ingest: Arc<Ingest>,
@@ -125,7 +125,7 @@ impl Session {
         let max_pdu = node.max_pdu_length.get() as u32;
         let idle = node.dimse_timeout();
         loop {
-            let pdu = match reader.read(max_pdu, idle).await {
+            let pdu = match reader.read_message(max_pdu, idle).await {
                 Ok(p) => p,
                 Err(WireError::Closed) => return "connection closed",
                 Err(WireError::Timeout(_)) => {
@@ -143,7 +143,7 @@ impl Session {
                 }
             };
             match pdu {
-                Pdu::PData { data } => {
+                Received::PData(data) => {
                     for pdv in data {
                         if let Err(why) = self.on_pdv(pdv, writer).await {
                             tracing::warn!(message = "protocol error", error = %why);
@@ -153,7 +153,7 @@ impl Session {
                         }
                     }
                 }
-                Pdu::ReleaseRQ => {
+                Received::Other(Pdu::ReleaseRQ) => {
                     if self.reassembler.in_data() {
                         tracing::warn!(
                             message =
@@ -164,8 +164,8 @@ impl Session {
                     writer.shutdown().await;
                     return "released";
                 }
-                Pdu::AbortRQ { .. } => return "aborted by peer",
-                other => {
+                Received::Other(Pdu::AbortRQ { .. }) => return "aborted by peer",
+                Received::Other(other) => {
                     tracing::warn!(message = "unexpected PDU", got = %other.short_description());
                     abort(writer, AbortRQServiceProviderReason::UnexpectedPdu).await;
                     return "unexpected PDU: aborted";
@@ -174,20 +174,10 @@ impl Session {
         }
     }
 
-    async fn on_pdv(
-        &mut self,
-        pdv: dicom_ul::pdu::PDataValue,
-        writer: &mut PduWriter,
-    ) -> Result<(), String> {
-        let is_command = pdv.value_type == PDataValueType::Command;
+    async fn on_pdv(&mut self, pdv: Pdv, writer: &mut PduWriter) -> Result<(), String> {
         let fragment = self
             .reassembler
-            .push(
-                pdv.presentation_context_id,
-                is_command,
-                pdv.is_last,
-                &pdv.data,
-            )
+            .push(pdv.context_id, pdv.is_command, pdv.is_last, &pdv.data)
             .map_err(|e| e.to_string())?;
         match fragment {
             Fragment::Pending => Ok(()),

@@ -143,7 +143,7 @@ impl Incoming {
         }
     }
 
-    pub async fn data(&mut self, bytes: Vec<u8>) {
+    pub async fn data(&mut self, bytes: bytes::Bytes) {
         let State::Writing {
             writer, scanner, ..
         } = &mut self.state

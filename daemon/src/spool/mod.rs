@@ -70,13 +70,16 @@ pub struct Spool {
     segments_dir: PathBuf,
     index: Index,
     destinations: Vec<String>,
-    segment_max_bytes: u64,
+    pub(crate) segment_max_bytes: u64,
     next_segment: AtomicI64,
     idle: Mutex<Vec<Pooled>>,
+    /// A preallocated segment made ahead of need, off the ingest path.
+    spare: Mutex<Option<SegmentFile>>,
+    preparing: std::sync::atomic::AtomicBool,
     /// Segments that may still receive records (pooled or held by a writer).
     active: Mutex<HashSet<i64>>,
     watermarks: Watermarks,
-    work: tokio::sync::Notify,
+    work: tokio::sync::watch::Sender<u64>,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -123,17 +126,21 @@ impl Spool {
             segment_max_bytes: opts.segment_max_bytes,
             next_segment: AtomicI64::new(report.next_segment_id),
             idle: Mutex::new(Vec::new()),
+            spare: Mutex::new(None),
+            preparing: std::sync::atomic::AtomicBool::new(false),
             active: Mutex::new(HashSet::new()),
             watermarks: Watermarks::new(
                 dir,
                 opts.high_watermark_percent,
                 opts.low_watermark_percent,
             ),
-            work: tokio::sync::Notify::new(),
+            work: tokio::sync::watch::Sender::new(0),
             _lock: lock,
         };
         spool.watermarks.check();
-        Ok((Arc::new(spool), report))
+        let spool = Arc::new(spool);
+        spool.prepare_spare();
+        Ok((spool, report))
     }
 
     pub fn dir(&self) -> &Path {
@@ -168,19 +175,20 @@ impl Spool {
             outcome,
             InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. }
         ) {
-            self.work.notify_waiters();
+            self.notify_work();
         }
         Ok(outcome)
     }
 
     /// Wakes forwarders: new work may be due.
     pub fn notify_work(&self) {
-        self.work.notify_waiters();
+        self.work.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Resolves when new work was committed (or spuriously; callers re-check).
-    pub async fn work_arrived(&self) {
-        self.work.notified().await
+    /// A receiver that changes whenever new work is committed; none is missed
+    /// between a look at the queue and the wait.
+    pub fn subscribe_work(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.work.subscribe()
     }
 
     /// Reads a stored instance's data set (everything after the file meta).
@@ -209,7 +217,43 @@ impl Spool {
         segment::read_range(&self.segments_dir, segment, body_offset, body_len)
     }
 
-    fn acquire_segment(&self) -> Option<SegmentFile> {
+    fn preallocate_bytes(&self) -> u64 {
+        self.segment_max_bytes.min(64 * 1024 * 1024)
+    }
+
+    fn new_segment(&self) -> std::io::Result<SegmentFile> {
+        let id = self.next_segment.fetch_add(1, Ordering::Relaxed);
+        self.active.lock().expect("active").insert(id);
+        SegmentFile::create(&self.segments_dir, id, self.preallocate_bytes()).inspect_err(|_| {
+            self.active.lock().expect("active").remove(&id);
+        })
+    }
+
+    /// Makes the next segment in the background unless one is ready or being made.
+    fn prepare_spare(self: &Arc<Self>) {
+        if self.spare.lock().expect("spare").is_some()
+            || self.preparing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let this = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("spool-prepare".into())
+            .spawn(move || {
+                match this.new_segment() {
+                    Ok(seg) => *this.spare.lock().expect("spare") = Some(seg),
+                    Err(e) => {
+                        tracing::warn!(message = "cannot prepare a spool segment", error = %e)
+                    }
+                }
+                this.preparing.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.preparing.store(false, Ordering::Release);
+        }
+    }
+
+    fn acquire_segment(self: &Arc<Self>) -> Option<SegmentFile> {
         loop {
             let pooled = self.idle.lock().expect("segment pool").pop();
             match pooled {
@@ -220,12 +264,13 @@ impl Spool {
                 None => break,
             }
         }
-        let id = self.next_segment.fetch_add(1, Ordering::Relaxed);
-        match SegmentFile::create(&self.segments_dir, id) {
-            Ok(seg) => {
-                self.active.lock().expect("active").insert(id);
-                Some(seg)
-            }
+        let spare = self.spare.lock().expect("spare").take();
+        self.prepare_spare();
+        if spare.is_some() {
+            return spare;
+        }
+        match self.new_segment() {
+            Ok(seg) => Some(seg),
             Err(e) => {
                 tracing::error!(message = "cannot create a spool segment", error = %e);
                 None

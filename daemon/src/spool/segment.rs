@@ -31,13 +31,27 @@ pub struct SegmentFile {
 }
 
 impl SegmentFile {
-    /// Creates a new, empty segment and makes its directory entry durable.
-    pub fn create(dir: &Path, id: i64) -> io::Result<SegmentFile> {
+    /// Creates a new segment, its first `prealloc` bytes written as zeros and
+    /// synced, and makes its directory entry durable. Overwriting blocks that
+    /// already exist lets each record's fdatasync flush data only, with no
+    /// file-system metadata to commit.
+    pub fn create(dir: &Path, id: i64, prealloc: u64) -> io::Result<SegmentFile> {
+        let path = segment_path(dir, id);
         let file = OpenOptions::new()
             .create_new(true)
             .read(true)
             .write(true)
-            .open(segment_path(dir, id))?;
+            .open(&path)?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < prealloc {
+            let n = (prealloc - at).min(zeros.len() as u64) as usize;
+            if let Err(e) = file.write_all_at(&zeros[..n], at) {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+            at += n as u64;
+        }
         file.sync_all()?;
         File::open(dir)?.sync_all()?;
         Ok(SegmentFile {
@@ -94,9 +108,13 @@ impl SegmentFile {
         Ok(())
     }
 
-    /// Drops everything from `offset` on: an instance that will not be acknowledged.
-    pub fn truncate(&mut self, offset: u64) -> io::Result<()> {
-        self.file.set_len(offset)?;
+    /// Gives up the record at `offset` (never acknowledged, or a duplicate):
+    /// its magic is zeroed and the next record overwrites it. The file keeps
+    /// its preallocated size.
+    pub fn rewind(&mut self, offset: u64) -> io::Result<()> {
+        if offset < self.len {
+            self.file.write_all_at(&[0u8; 8], offset)?;
+        }
         self.len = offset;
         self.written_back_to = self.written_back_to.min(offset);
         Ok(())
@@ -109,7 +127,8 @@ pub struct ScanResult {
     pub records: Vec<StoredRecord>,
     /// Where the last intact record ends.
     pub valid_to: u64,
-    /// Bytes after `valid_to` (a record torn by a crash, never acknowledged).
+    /// Non-zero bytes right after `valid_to`: a record torn by a crash or
+    /// abandoned, never acknowledged. Zeros are preallocated space.
     pub torn_bytes: u64,
 }
 
@@ -132,8 +151,27 @@ pub fn scan(dir: &Path, id: i64, from: u64) -> io::Result<ScanResult> {
             None => break,
         }
     }
-    out.torn_bytes = size - out.valid_to;
+    out.torn_bytes = leftover(&file, out.valid_to, size)?;
     Ok(out)
+}
+
+/// How far non-zero bytes extend after `from` (bounded look: a torn record
+/// starts with a non-zero magic, preallocated space is all zeros).
+fn leftover(file: &File, from: u64, size: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = from;
+    let mut last_nonzero = None;
+    while pos < size {
+        let n = ((size - pos) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b != 0) {
+            last_nonzero = Some(pos + i as u64 + 1);
+        } else if last_nonzero.is_some() || pos - from >= (1 << 20) {
+            break;
+        }
+        pos += n as u64;
+    }
+    Ok(last_nonzero.map_or(0, |end| end - from))
 }
 
 fn read_record(file: &File, id: i64, offset: u64, size: u64) -> io::Result<Option<StoredRecord>> {

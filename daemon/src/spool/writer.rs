@@ -18,7 +18,7 @@ enum Op {
         header: RecordHeader,
         meta: Vec<u8>,
     },
-    Data(Vec<u8>),
+    Data(bytes::Bytes),
     Seal {
         summary: RecordSummary,
         reply: oneshot::Sender<io::Result<StoredRecord>>,
@@ -59,7 +59,7 @@ impl InstanceWriter {
     }
 
     /// Appends data set bytes to the current record.
-    pub async fn data(&self, bytes: Vec<u8>) -> io::Result<()> {
+    pub async fn data(&self, bytes: bytes::Bytes) -> io::Result<()> {
         self.send_async(Op::Data(bytes)).await
     }
 
@@ -127,6 +127,14 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
                 if let Some(stale) = open.take() {
                     abandon(&mut segment, stale.offset);
                 }
+                if segment
+                    .as_ref()
+                    .is_some_and(|s| s.len() >= spool.segment_max_bytes)
+                {
+                    if let Some(full) = segment.take() {
+                        spool.release_segment(full, false);
+                    }
+                }
                 if segment.is_none() {
                     segment = spool.acquire_segment();
                 }
@@ -189,7 +197,7 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
             }
             Op::Unwrite { offset } => {
                 if let Some(seg) = segment.as_mut() {
-                    if seg.truncate(offset).is_err() {
+                    if seg.rewind(offset).is_err() {
                         if let Some(seg) = segment.take() {
                             spool.release_segment(seg, true);
                         }
@@ -208,13 +216,13 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
 
 fn seal(seg: &mut SegmentFile, o: Open, summary: RecordSummary) -> io::Result<StoredRecord> {
     if let Some(e) = o.error {
-        let _ = seg.truncate(o.offset);
+        let _ = seg.rewind(o.offset);
         return Err(e);
     }
     let hash = o.hasher.digest128();
     let trailer = record::encode_trailer(hash, &summary);
     if let Err(e) = seg.seal_record(o.offset, o.body_len, &trailer) {
-        let _ = seg.truncate(o.offset);
+        let _ = seg.rewind(o.offset);
         return Err(e);
     }
     Ok(StoredRecord {
@@ -231,7 +239,7 @@ fn seal(seg: &mut SegmentFile, o: Open, summary: RecordSummary) -> io::Result<St
 
 fn abandon(segment: &mut Option<SegmentFile>, offset: u64) {
     if let Some(seg) = segment.as_mut() {
-        if seg.truncate(offset).is_err() {
+        if seg.rewind(offset).is_err() {
             // Leave the torn bytes: recovery ignores them, and no more
             // records go after them.
             segment.take();

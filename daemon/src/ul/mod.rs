@@ -4,7 +4,9 @@
 
 mod wire;
 
-pub use wire::{write_pdata, PduReader, PduWriter, WireError, APPLICATION_CONTEXT};
+pub use wire::{
+    split_pdata, write_pdata, PduReader, PduWriter, Pdv, Received, WireError, APPLICATION_CONTEXT,
+};
 
 /// Implementation class UID and version name we announce.
 pub use crate::spool::part10::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use dicom_ul::pdu::{Pdu, MAXIMUM_PDU_SIZE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -30,38 +31,75 @@ pub enum WireError {
     Io(#[from] std::io::Error),
 }
 
+/// One presentation data value, sharing the buffer of the PDU it came in.
+#[derive(Debug, Clone)]
+pub struct Pdv {
+    pub context_id: u8,
+    pub is_command: bool,
+    pub is_last: bool,
+    pub data: Bytes,
+}
+
+/// A PDU as read: P-DATA split into values without copying, anything else
+/// decoded by dicom-ul.
+#[derive(Debug)]
+pub enum Received {
+    PData(Vec<Pdv>),
+    Other(Pdu),
+}
+
 /// Reads whole PDUs from a socket.
 pub struct PduReader {
     stream: OwnedReadHalf,
-    buf: Vec<u8>,
 }
 
 impl PduReader {
     pub fn new(stream: OwnedReadHalf) -> Self {
-        PduReader {
-            stream,
-            buf: Vec::with_capacity(64 * 1024),
+        PduReader { stream }
+    }
+
+    /// Reads one PDU and decodes it fully (for association control).
+    pub async fn read(&mut self, max_pdata: u32, timeout: Duration) -> Result<Pdu, WireError> {
+        let (kind, body) = self.read_raw(max_pdata, timeout).await?;
+        decode_other(kind, &body)
+    }
+
+    /// Reads one PDU; P-DATA values come back as slices of one buffer.
+    /// `max_pdata` bounds P-DATA PDUs (our announced maximum); the whole PDU
+    /// must arrive within `timeout`, which also defeats a peer trickling bytes.
+    pub async fn read_message(
+        &mut self,
+        max_pdata: u32,
+        timeout: Duration,
+    ) -> Result<Received, WireError> {
+        let (kind, body) = self.read_raw(max_pdata, timeout).await?;
+        if kind == 0x04 {
+            split_pdata(body).map(Received::PData)
+        } else {
+            decode_other(kind, &body).map(Received::Other)
         }
     }
 
-    /// Reads one PDU. `max_pdata` bounds P-DATA PDUs (our announced maximum);
-    /// the whole PDU must arrive within `timeout`, which also defeats a peer
-    /// trickling bytes.
-    pub async fn read(&mut self, max_pdata: u32, timeout: Duration) -> Result<Pdu, WireError> {
+    async fn read_raw(
+        &mut self,
+        max_pdata: u32,
+        timeout: Duration,
+    ) -> Result<(u8, Bytes), WireError> {
         tokio::time::timeout(timeout, self.read_inner(max_pdata))
             .await
             .map_err(|_| WireError::Timeout(timeout))?
     }
 
-    async fn read_inner(&mut self, max_pdata: u32) -> Result<Pdu, WireError> {
-        let mut head = [0u8; 6];
-        match self.stream.read_exact(&mut head).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(WireError::Closed)
+    async fn read_inner(&mut self, max_pdata: u32) -> Result<(u8, Bytes), WireError> {
+        let eof = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                WireError::Closed
+            } else {
+                WireError::Io(e)
             }
-            Err(e) => return Err(e.into()),
-        }
+        };
+        let mut head = [0u8; 6];
+        self.stream.read_exact(&mut head).await.map_err(eof)?;
         let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]);
         let limit = if head[0] == 0x04 {
             max_pdata
@@ -71,22 +109,55 @@ impl PduReader {
         if len > limit {
             return Err(WireError::TooLarge { len, limit });
         }
-        self.buf.clear();
-        self.buf.extend_from_slice(&head);
-        self.buf.resize(6 + len as usize, 0);
-        match self.stream.read_exact(&mut self.buf[6..]).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(WireError::Closed)
-            }
-            Err(e) => return Err(e.into()),
-        }
-        match dicom_ul::read_pdu(&self.buf[..], MAXIMUM_PDU_SIZE, false) {
-            Ok(Some(pdu)) => Ok(pdu),
-            Ok(None) => Err(WireError::Malformed("incomplete PDU".into())),
-            Err(e) => Err(WireError::Malformed(e.to_string())),
-        }
+        let mut body = BytesMut::zeroed(len as usize);
+        self.stream.read_exact(&mut body[..]).await.map_err(eof)?;
+        Ok((head[0], body.freeze()))
     }
+}
+
+fn decode_other(kind: u8, body: &[u8]) -> Result<Pdu, WireError> {
+    let mut whole = Vec::with_capacity(6 + body.len());
+    whole.push(kind);
+    whole.push(0);
+    whole.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    whole.extend_from_slice(body);
+    match dicom_ul::read_pdu(&whole[..], MAXIMUM_PDU_SIZE, false) {
+        Ok(Some(pdu)) => Ok(pdu),
+        Ok(None) => Err(WireError::Malformed("incomplete PDU".into())),
+        Err(e) => Err(WireError::Malformed(e.to_string())),
+    }
+}
+
+/// Splits a P-DATA-TF body into its presentation data values (PS3.8 §9.3.5).
+pub fn split_pdata(body: Bytes) -> Result<Vec<Pdv>, WireError> {
+    let mut out = Vec::with_capacity(1);
+    let mut pos = 0usize;
+    while pos < body.len() {
+        if body.len() - pos < 6 {
+            return Err(WireError::Malformed(
+                "P-DATA item shorter than its header".into(),
+            ));
+        }
+        let item_len =
+            u32::from_be_bytes([body[pos], body[pos + 1], body[pos + 2], body[pos + 3]]) as usize;
+        if item_len < 2 || item_len > body.len() - pos - 4 {
+            return Err(WireError::Malformed(format!(
+                "P-DATA item length {item_len} does not fit"
+            )));
+        }
+        let control = body[pos + 5];
+        out.push(Pdv {
+            context_id: body[pos + 4],
+            is_command: control & 0x01 != 0,
+            is_last: control & 0x02 != 0,
+            data: body.slice(pos + 6..pos + 4 + item_len),
+        });
+        pos += 4 + item_len;
+    }
+    if out.is_empty() {
+        return Err(WireError::Malformed("P-DATA without any value".into()));
+    }
+    Ok(out)
 }
 
 /// Writes PDUs to a socket.
@@ -207,6 +278,50 @@ mod tests {
             joined.extend_from_slice(&pdv.data);
         }
         assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn our_pdata_split_agrees_with_dicom_ul() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut out = Vec::new();
+        write_pdata(&mut out, 5, false, &data, 1024);
+        let mut joined = Vec::new();
+        let mut rest = &out[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[2..6].try_into().unwrap()) as usize;
+            let pdvs = split_pdata(Bytes::copy_from_slice(&rest[6..6 + len])).unwrap();
+            let Pdu::PData { data: theirs } =
+                dicom_ul::read_pdu(&rest[..6 + len], MAXIMUM_PDU_SIZE, true)
+                    .unwrap()
+                    .unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(pdvs.len(), theirs.len());
+            for (a, b) in pdvs.iter().zip(&theirs) {
+                assert_eq!(a.data.as_ref(), b.data.as_slice());
+                assert_eq!(a.is_last, b.is_last);
+                assert_eq!(a.context_id, b.presentation_context_id);
+            }
+            joined.extend(pdvs.iter().flat_map(|p| p.data.to_vec()));
+            rest = &rest[6 + len..];
+        }
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn malformed_pdata_is_an_error() {
+        for body in [
+            &[0u8, 0, 0, 1, 1, 0][..],
+            &[0, 0, 0, 9, 1, 3, 0][..],
+            &[][..],
+            &[0, 0][..],
+        ] {
+            assert!(
+                split_pdata(Bytes::copy_from_slice(body)).is_err(),
+                "{body:?}"
+            );
+        }
     }
 
     #[test]
