@@ -23,6 +23,7 @@ enum State {
         spool: Arc<Spool>,
         writer: InstanceWriter,
         scanner: Box<DatasetScanner>,
+        pending: Pending,
         sop_class: String,
         sop_instance: String,
     },
@@ -32,6 +33,36 @@ enum State {
         comment: String,
         writer: Option<InstanceWriter>,
     },
+}
+
+/// Fragments gathered before they go to the writer thread: one hand-off per
+/// quarter megabyte rather than one per PDU (storescu's PDUs are 16 kB).
+#[derive(Default)]
+struct Pending {
+    parts: Vec<bytes::Bytes>,
+    len: usize,
+}
+
+const HANDOFF_BYTES: usize = 256 * 1024;
+
+impl Pending {
+    async fn push(&mut self, bytes: bytes::Bytes, writer: &InstanceWriter) -> std::io::Result<()> {
+        self.len += bytes.len();
+        self.parts.push(bytes);
+        if self.len >= HANDOFF_BYTES {
+            self.flush(writer).await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn flush(&mut self, writer: &InstanceWriter) -> std::io::Result<()> {
+        if self.parts.is_empty() {
+            return Ok(());
+        }
+        self.len = 0;
+        writer.data(std::mem::take(&mut self.parts)).await
+    }
 }
 
 /// The answer to one C-STORE, and the writer handed back for the next.
@@ -110,6 +141,7 @@ impl Incoming {
                     spool,
                     writer,
                     scanner: Box::new(DatasetScanner::new(ctx.encoding)),
+                    pending: Pending::default(),
                     sop_class,
                     sop_instance,
                 },
@@ -145,7 +177,10 @@ impl Incoming {
 
     pub async fn data(&mut self, bytes: bytes::Bytes) {
         let State::Writing {
-            writer, scanner, ..
+            writer,
+            scanner,
+            pending,
+            ..
         } = &mut self.state
         else {
             return;
@@ -155,7 +190,7 @@ impl Incoming {
                 Status::CANNOT_UNDERSTAND,
                 format!("malformed data set: {e}"),
             ))
-        } else if let Err(e) = writer.data(bytes).await {
+        } else if let Err(e) = pending.push(bytes, writer).await {
             tracing::error!(message = "spool write failed", error = %e);
             Some((
                 Status::OUT_OF_RESOURCES,
@@ -204,11 +239,21 @@ impl Incoming {
                 spool,
                 writer,
                 scanner,
+                mut pending,
                 sop_class,
                 sop_instance,
             } => {
-                let (status, comment) =
-                    complete(&spool, &writer, scanner, &sop_class, &sop_instance).await;
+                let (status, comment) = match pending.flush(&writer).await {
+                    Ok(()) => complete(&spool, &writer, scanner, &sop_class, &sop_instance).await,
+                    Err(e) => {
+                        tracing::error!(message = "spool write failed", error = %e);
+                        let _ = writer.discard().await;
+                        (
+                            Status::OUT_OF_RESOURCES,
+                            Some("cannot write to the spool".into()),
+                        )
+                    }
+                };
                 (status, comment, Some(writer))
             }
         };

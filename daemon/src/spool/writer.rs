@@ -18,7 +18,7 @@ enum Op {
         header: RecordHeader,
         meta: Vec<u8>,
     },
-    Data(bytes::Bytes),
+    Data(Vec<bytes::Bytes>),
     Seal {
         summary: RecordSummary,
         reply: oneshot::Sender<io::Result<StoredRecord>>,
@@ -59,7 +59,7 @@ impl InstanceWriter {
     }
 
     /// Appends data set bytes to the current record.
-    pub async fn data(&self, bytes: bytes::Bytes) -> io::Result<()> {
+    pub async fn data(&self, bytes: Vec<bytes::Bytes>) -> io::Result<()> {
         self.send_async(Op::Data(bytes)).await
     }
 
@@ -163,9 +163,12 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
                     error,
                 });
             }
-            Op::Data(bytes) => {
+            Op::Data(parts) => {
                 if let (Some(o), Some(seg)) = (open.as_mut(), segment.as_mut()) {
-                    if o.error.is_none() {
+                    for bytes in parts {
+                        if o.error.is_some() {
+                            break;
+                        }
                         o.hasher.update(&bytes);
                         o.body_len += bytes.len() as u64;
                         o.error = seg.append(&bytes).err();

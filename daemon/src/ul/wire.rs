@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use dicom_ul::pdu::{Pdu, MAXIMUM_PDU_SIZE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -109,8 +109,19 @@ impl PduReader {
         if len > limit {
             return Err(WireError::TooLarge { len, limit });
         }
-        let mut body = BytesMut::zeroed(len as usize);
-        self.stream.read_exact(&mut body[..]).await.map_err(eof)?;
+        let len = len as usize;
+        let mut body = BytesMut::with_capacity(len);
+        while body.len() < len {
+            let want = len - body.len();
+            let n = self
+                .stream
+                .read_buf(&mut (&mut body).limit(want))
+                .await
+                .map_err(eof)?;
+            if n == 0 {
+                return Err(WireError::Closed);
+            }
+        }
         Ok((head[0], body.freeze()))
     }
 }
