@@ -231,7 +231,8 @@ impl Worker {
                 Ok(r) => r,
                 Err(e) => Err(std::io::Error::other(e)),
             };
-            match self.send_one(scu, q, dataset).await {
+            let span = tracing::info_span!("study", uid = q.study_uid.as_deref().unwrap_or("-"));
+            match self.send_one(scu, q, dataset).instrument(span).await {
                 Ok(Some(mark)) => {
                     delivered += 1;
                     marks.push(mark);

@@ -12,6 +12,7 @@ pub struct Queued {
     pub sop_instance_uid: String,
     pub transfer_syntax_uid: String,
     pub series_uid: Option<String>,
+    pub study_uid: Option<String>,
     pub segment: i64,
     pub body_offset: u64,
     pub body_len: u64,
@@ -28,7 +29,7 @@ pub fn next_batch(
 ) -> Result<Vec<Queued>, IndexError> {
     let mut stmt = tx.prepare_cached(
         "SELECT i.id, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.series_uid, i.segment,
-                i.body_offset, i.body_len, i.dataset_offset, d.attempts
+                i.body_offset, i.body_len, i.dataset_offset, d.attempts, i.study_uid
          FROM deliveries d JOIN instances i ON i.id = d.instance_id
          WHERE d.destination=?1 AND d.state='pending' AND d.next_attempt_at<=?2
          ORDER BY i.id LIMIT ?3",
@@ -45,6 +46,7 @@ pub fn next_batch(
             body_len: r.get::<_, i64>(7)? as u64,
             dataset_offset: r.get::<_, i64>(8)? as u64,
             attempts: r.get::<_, i64>(9)? as u32,
+            study_uid: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::policy::AcceptedContext;
 use super::sop_classes::is_storage;
 use crate::dataset::DatasetScanner;
@@ -301,12 +303,27 @@ async fn complete(
             Some("SOP Class UID in the data set differs from the command".into()),
         );
     }
+    let span = tracing::info_span!(
+        "study",
+        uid = summary.study_instance_uid.as_deref().unwrap_or("-")
+    );
     let record_summary = RecordSummary {
         study_instance_uid: summary.study_instance_uid,
         series_instance_uid: summary.series_instance_uid,
         modality: summary.modality,
         instance_number: summary.instance_number,
     };
+    seal_and_index(spool, writer, record_summary, sop_instance)
+        .instrument(span)
+        .await
+}
+
+async fn seal_and_index(
+    spool: &Spool,
+    writer: &InstanceWriter,
+    record_summary: RecordSummary,
+    sop_instance: &str,
+) -> (Status, Option<String>) {
     let record = match writer.seal(record_summary).await {
         Ok(r) => r,
         Err(e) => {
