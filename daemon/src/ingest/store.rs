@@ -38,14 +38,15 @@ enum State {
 }
 
 /// Fragments gathered before they go to the writer thread: one hand-off per
-/// quarter megabyte rather than one per PDU (storescu's PDUs are 16 kB).
+/// 64 kB rather than one per PDU (storescu's PDUs are 16 kB), early enough
+/// that writeback overlaps the rest of the transfer.
 #[derive(Default)]
 struct Pending {
     parts: Vec<bytes::Bytes>,
     len: usize,
 }
 
-const HANDOFF_BYTES: usize = 256 * 1024;
+const HANDOFF_BYTES: usize = 64 * 1024;
 
 impl Pending {
     async fn push(&mut self, bytes: bytes::Bytes, writer: &InstanceWriter) -> std::io::Result<()> {

@@ -105,18 +105,17 @@ pub fn insert(
     now_ms: i64,
 ) -> Result<InsertOutcome, IndexError> {
     if let Some(id) = tx
-        .query_row(
-            "SELECT id FROM instances WHERE segment=?1 AND offset=?2",
-            params![rec.segment, rec.offset as i64],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM instances WHERE segment=?1 AND offset=?2")?
+        .query_row(params![rec.segment, rec.offset as i64], |r| r.get(0))
         .optional()?
     {
         return Ok(InsertOutcome::AlreadyIndexed { id });
     }
     let previous: Option<(i64, Vec<u8>)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT id, hash FROM instances WHERE sop_instance_uid=?1 AND superseded=0 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(
             params![rec.header.sop_instance_uid],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -131,11 +130,12 @@ pub fn insert(
     }
     let h = &rec.header;
     let s = &rec.summary;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO instances(sop_instance_uid, sop_class_uid, transfer_syntax_uid, study_uid, series_uid, modality,
            instance_number, calling_ae, peer, segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
          VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
-        params![
+    )?
+    .execute(params![
             h.sop_instance_uid,
             h.sop_class_uid,
             h.transfer_syntax_uid,
@@ -153,8 +153,7 @@ pub fn insert(
             h.dataset_offset as i64,
             hash.as_slice(),
             h.received_at,
-        ],
-    )?;
+        ])?;
     let id = tx.last_insert_rowid();
     {
         let mut stmt = tx.prepare_cached(
@@ -164,11 +163,11 @@ pub fn insert(
             stmt.execute(params![id, d, now_ms])?;
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO segments(id, scanned_to, created_at) VALUES(?1, ?2, ?3)
          ON CONFLICT(id) DO UPDATE SET scanned_to=max(scanned_to, excluded.scanned_to)",
-        params![rec.segment, (rec.offset + rec.len) as i64, now_ms],
-    )?;
+    )?
+    .execute(params![rec.segment, (rec.offset + rec.len) as i64, now_ms])?;
     match previous {
         Some((previous, _)) => {
             tx.execute(

@@ -9,7 +9,7 @@ use super::record::{self, StoredRecord, BODY_LEN_AT};
 
 /// Start background writeback once this much is written but not yet synced,
 /// so that the final fdatasync only has the tail left to flush.
-const WRITEBACK_CHUNK: u64 = 256 * 1024;
+const WRITEBACK_CHUNK: u64 = 64 * 1024;
 
 pub fn segment_path(dir: &Path, id: i64) -> PathBuf {
     dir.join(format!("{id:016x}.seg"))
