@@ -460,45 +460,63 @@ impl Config {
     }
 
     fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
-        let at_key = |key: &str, message: String, fix: String| {
-            invalid_at(text, origin, find_key(text, key), message, fix)
+        // The same text again, keeping where each checked value sits.
+        let places: Places = toml::from_str(text).unwrap_or_default();
+        let at = |span: Option<std::ops::Range<usize>>, message: String, fix: &str| {
+            invalid_at(
+                text,
+                origin,
+                span.map_or(0, |s| s.start),
+                message,
+                fix.to_string(),
+            )
         };
         let spool = &self.spool;
         if spool.low_watermark_percent.get() >= spool.high_watermark_percent.get() {
-            return Err(at_key(
-                "low_watermark_percent",
+            return Err(at(
+                places.spool.and_then(|s| s.low_watermark_percent).map(|v| v.span()),
                 format!(
                     "low_watermark_percent ({}) must be below high_watermark_percent ({})",
                     spool.low_watermark_percent.get(),
                     spool.high_watermark_percent.get()
                 ),
-                "set low_watermark_percent a few points under high_watermark_percent, e.g. 85 and 90".into(),
+                "set low_watermark_percent a few points under high_watermark_percent, e.g. 85 and 90",
             ));
         }
         if self.forward.retry_initial_secs.get() > self.forward.retry_max_secs.get() {
-            return Err(at_key(
-                "retry_initial_secs",
+            return Err(at(
+                places
+                    .forward
+                    .and_then(|f| f.retry_initial_secs)
+                    .map(|v| v.span()),
                 "retry_initial_secs is larger than retry_max_secs".into(),
-                "make retry_initial_secs at most retry_max_secs, e.g. 2 and 300".into(),
+                "make retry_initial_secs at most retry_max_secs, e.g. 2 and 300",
             ));
         }
         for (i, d) in self.destinations.iter().enumerate() {
             if self.destinations[..i].iter().any(|o| o.name == d.name) {
-                return Err(invalid_at(
-                    text,
-                    origin,
-                    find_value(text, d.name.as_str(), 2),
+                return Err(at(
+                    places
+                        .destinations
+                        .get(i)
+                        .and_then(|p| p.name.as_ref())
+                        .map(|v| v.span()),
                     format!("destination name \"{}\" is used twice", d.name),
-                    "give each [[destinations]] entry its own name".into(),
+                    "give each [[destinations]] entry its own name",
                 ));
             }
         }
-        for s in &self.scanners {
+        for (i, s) in self.scanners.iter().enumerate() {
             if s.hosts.is_empty() {
-                return Err(at_key(
-                    "hosts",
-                    "a [[scanners]] entry has an empty hosts list, so nobody could use it".into(),
-                    "list the scanner's address, e.g. hosts = [\"10.1.2.7\"]".into(),
+                return Err(at(
+                    places
+                        .scanners
+                        .get(i)
+                        .and_then(|p| p.hosts.as_ref())
+                        .map(|v| v.span()),
+                    "this [[scanners]] entry has an empty hosts list, so nobody could use it"
+                        .into(),
+                    "list the scanner's address, e.g. hosts = [\"10.1.2.7\"]",
                 ));
             }
         }
@@ -553,6 +571,37 @@ impl Config {
     }
 }
 
+/// Where the values checked across fields sit in the file.
+#[derive(Debug, Default, Deserialize)]
+struct Places {
+    spool: Option<SpoolPlaces>,
+    forward: Option<ForwardPlaces>,
+    #[serde(default)]
+    scanners: Vec<ScannerPlaces>,
+    #[serde(default)]
+    destinations: Vec<DestinationPlaces>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SpoolPlaces {
+    low_watermark_percent: Option<toml::Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ForwardPlaces {
+    retry_initial_secs: Option<toml::Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ScannerPlaces {
+    hosts: Option<toml::Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DestinationPlaces {
+    name: Option<toml::Spanned<toml::Value>>,
+}
+
 /// Outcome of matching a peer against `[[scanners]]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScannerCheck {
@@ -600,25 +649,6 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
-}
-
-fn find_key(text: &str, key: &str) -> usize {
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with(key) && trimmed[key.len()..].trim_start().starts_with('=') {
-            return offset + (line.len() - trimmed.len());
-        }
-        offset += line.len();
-    }
-    0
-}
-
-fn find_value(text: &str, value: &str, nth: usize) -> usize {
-    let needle = format!("\"{value}\"");
-    text.match_indices(&needle)
-        .nth(nth.saturating_sub(1))
-        .map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]

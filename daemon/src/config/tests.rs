@@ -139,3 +139,15 @@ fn embedded_defaults_accept_loopback_only() {
         ScannerCheck::UnknownHost
     );
 }
+
+#[test]
+fn cross_field_errors_point_at_the_entry_at_fault() {
+    let text = format!("{GOOD}\n[[scanners]]\nae_title = \"CT02\"\nhosts = []\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 19, "{msg}");
+    // The name also appears earlier as an AE title and as the first destination.
+    let text = GOOD.replace("ae_title = \"PACS\"", "ae_title = \"pacs\"");
+    let text = format!("{text}\n[[destinations]]\nname = \"pacs\"\nae_title = \"P2\"\naddress = \"127.0.0.1:104\"\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 18, "{msg}");
+}

@@ -173,6 +173,10 @@ impl Worker {
                 return;
             }
         };
+        let proposed: std::collections::HashSet<(String, String)> = contexts
+            .iter()
+            .map(|(abs, ts)| (abs.clone(), ts[0].clone()))
+            .collect();
         let mut delivered = 0usize;
         loop {
             match self.send_all(&mut scu, &batch).await {
@@ -191,9 +195,10 @@ impl Worker {
                     next = self.fetch().await.unwrap_or_default();
                 }
             }
+            // Only instances whose own syntax was proposed: the uncompressed
+            // fallback is for a PACS that refused the original, not a shortcut.
             let fits = |q: &Queued| {
-                scu.context_for(&q.sop_class_uid, &Self::syntaxes(q))
-                    .is_some()
+                proposed.contains(&(q.sop_class_uid.clone(), q.transfer_syntax_uid.clone()))
             };
             if next.is_empty() || !next.iter().all(fits) {
                 break;
@@ -239,7 +244,10 @@ impl Worker {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    self.retry_all(&batch[i..], None, &e.to_string()).await;
+                    // The association broke while this instance was on it. It
+                    // alone is charged (a PACS that chokes on one instance must
+                    // not hold back the rest); the others stay due.
+                    self.broke_on(q, &e.to_string()).await;
                     outcome = Err(e);
                     break;
                 }
@@ -339,6 +347,42 @@ impl Worker {
                 self.dead(q, Some(status.0), &reason).await;
                 Ok(None)
             }
+        }
+    }
+
+    async fn broke_on(&self, q: &Queued, reason: &str) {
+        let fwd = &self.config.forward;
+        let wait = backoff::delay(
+            q.attempts + 1,
+            fwd.retry_initial(),
+            fwd.retry_max(),
+            rand::random::<f64>(),
+        );
+        let give_up = fwd.give_up_after().as_millis() as i64;
+        let (name, q2, reason) = (self.name(), q.clone(), reason.to_string());
+        let result = self
+            .spool
+            .index()
+            .call(move |tx| {
+                let now = now_ms();
+                queue::broke_association(
+                    tx,
+                    &q2,
+                    &name,
+                    &reason,
+                    now,
+                    now + wait.as_millis() as i64,
+                    give_up,
+                )
+            })
+            .await;
+        match result {
+            Ok(true) => tracing::warn!(
+                message = "instance dead-lettered: the destination broke the association on it repeatedly",
+                sop_instance_uid = %q.sop_instance_uid
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!(message = "cannot reschedule a delivery", error = %e),
         }
     }
 

@@ -134,3 +134,45 @@ pub fn retry(
     }
     Ok(false)
 }
+
+/// How many times an association may break while one instance is on it
+/// before that instance is dead-lettered rather than retried.
+pub const MAX_BROKEN_ASSOCIATIONS: i64 = 3;
+
+/// The association broke while `q` was being sent: reschedule it with
+/// backoff, or dead-letter it once this happened `MAX_BROKEN_ASSOCIATIONS`
+/// times. Returns true if dead-lettered.
+#[allow(clippy::too_many_arguments)]
+pub fn broke_association(
+    tx: &Connection,
+    q: &Queued,
+    destination: &str,
+    reason: &str,
+    now_ms: i64,
+    next_at_ms: i64,
+    give_up_ms: i64,
+) -> Result<bool, IndexError> {
+    let broken: i64 = tx.query_row(
+        "UPDATE deliveries SET broken_associations=broken_associations+1
+         WHERE instance_id=?1 AND destination=?2 RETURNING broken_associations",
+        params![q.instance_id, destination],
+        |r| r.get(0),
+    )?;
+    if broken >= MAX_BROKEN_ASSOCIATIONS {
+        let why = format!(
+            "the destination broke the association {broken} times while receiving this instance; last: {reason}"
+        );
+        dead(tx, q.instance_id, destination, None, &why, now_ms)?;
+        return Ok(true);
+    }
+    retry(
+        tx,
+        q,
+        destination,
+        None,
+        reason,
+        now_ms,
+        next_at_ms,
+        give_up_ms,
+    )
+}

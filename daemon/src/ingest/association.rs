@@ -61,6 +61,10 @@ pub async fn run(
                 why = rejected.why
             );
             let _ = writer.send(&Pdu::AssociationRJ(rejected.rj)).await;
+            // PS3.8 §9.1.3: the requestor closes the connection on receiving the
+            // rejection; closing first risks it reading a reset, not the reason.
+            let linger = cfg.artim_timeout().min(std::time::Duration::from_secs(2));
+            let _ = tokio::time::timeout(linger, reader.wait_closed()).await;
             writer.shutdown().await;
             return;
         }
@@ -124,6 +128,7 @@ impl Session {
         let node = &self.ingest.config.node;
         let max_pdu = node.max_pdu_length.get() as u32;
         let idle = node.dimse_timeout();
+        let linger = node.artim_timeout().min(std::time::Duration::from_secs(2));
         loop {
             let pdu = match reader.read_message(max_pdu, idle).await {
                 Ok(p) => p,
@@ -161,6 +166,8 @@ impl Session {
                         );
                     }
                     let _ = writer.send(&Pdu::ReleaseRP).await;
+                    // The requestor closes first (PS3.8 §7.2); wait briefly for it.
+                    let _ = tokio::time::timeout(linger, reader.wait_closed()).await;
                     writer.shutdown().await;
                     return "released";
                 }

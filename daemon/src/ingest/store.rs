@@ -26,6 +26,7 @@ enum State {
         writer: InstanceWriter,
         scanner: Box<DatasetScanner>,
         pending: Pending,
+        received: u64,
         sop_class: String,
         sop_instance: String,
     },
@@ -145,6 +146,7 @@ impl Incoming {
                     writer,
                     scanner: Box::new(DatasetScanner::new(ctx.encoding)),
                     pending: Pending::default(),
+                    received: 0,
                     sop_class,
                     sop_instance,
                 },
@@ -183,11 +185,13 @@ impl Incoming {
             writer,
             scanner,
             pending,
+            received,
             ..
         } = &mut self.state
         else {
             return;
         };
+        *received += bytes.len() as u64;
         let failure = if let Err(e) = scanner.push(&bytes) {
             Some((
                 Status::CANNOT_UNDERSTAND,
@@ -243,10 +247,19 @@ impl Incoming {
                 writer,
                 scanner,
                 mut pending,
+                received,
                 sop_class,
                 sop_instance,
             } => {
                 let (status, comment) = match pending.flush(&writer).await {
+                    // PS3.5 §7.1 (and §A.5 for deflate): a data set has even length.
+                    Ok(()) if received % 2 == 1 => {
+                        let _ = writer.discard().await;
+                        (
+                            Status::CANNOT_UNDERSTAND,
+                            Some(format!("data set has odd length {received}")),
+                        )
+                    }
                     Ok(()) => complete(&spool, &writer, scanner, &sop_class, &sop_instance).await,
                     Err(e) => {
                         tracing::error!(message = "spool write failed", error = %e);

@@ -58,9 +58,11 @@ CREATE TABLE IF NOT EXISTS deliveries(
   last_status INTEGER,
   reason TEXT,
   done_at INTEGER,
+  broken_associations INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(instance_id, destination)
 );
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, next_attempt_at, instance_id);
+PRAGMA user_version = 1;
 ";
 
 /// Opens (creating if needed) the index with the pragmas the spool relies on.

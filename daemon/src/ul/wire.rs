@@ -80,6 +80,20 @@ impl PduReader {
         }
     }
 
+    /// Waits for the peer to close its side, reading and dropping at most
+    /// 64 kB meanwhile (after a rejection or release the peer has nothing more
+    /// to say). Bounded by the caller's timeout.
+    pub async fn wait_closed(&mut self) {
+        let mut buf = [0u8; 4096];
+        let mut budget = 64 * 1024usize;
+        while budget > 0 {
+            match self.stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    }
+
     async fn read_raw(
         &mut self,
         max_pdata: u32,

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""A PACS made with pynetdicom: accepts every storage SOP class in every
+transfer syntax, writes each received data set bit-exactly as a Part-10 file
+<OUT>/<SOPInstanceUID>.<n>.dcm, and answers 0x0000, except for the SOP
+Instance UIDs given with --refuse UID=STATUS (hex), which get that status and
+are not stored.
+
+usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]...
+Prints "ready" once listening, and one line per C-STORE received.
+"""
+import io
+import itertools
+import os
+import sys
+import threading
+
+from pydicom.filewriter import write_file_meta_info
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+ALL_TS = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.5",
+]
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    refuse = {}
+    while "--refuse" in args:
+        i = args.index("--refuse")
+        uid, status = args[i + 1].split("=")
+        refuse[uid] = int(status, 16)
+        del args[i : i + 2]
+    port, ae_title, out = int(args[0]), args[1], args[2]
+    counter = itertools.count()
+    lock = threading.Lock()
+
+    def on_store(event):
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if uid in refuse:
+            print(f"REFUSED {uid} 0x{refuse[uid]:04X}", flush=True)
+            return refuse[uid]
+        with lock:
+            n = next(counter)
+        buf = io.BytesIO()
+        buf.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(buf, event.file_meta, enforce_standard=True)
+        buf.write(event.request.DataSet.getvalue())
+        tmp = os.path.join(out, f".{uid}.{n}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+        os.rename(tmp, os.path.join(out, f"{uid}.{n}.dcm"))
+        print(f"STORED {uid}", flush=True)
+        return 0x0000
+
+    ae = AE(ae_title=ae_title)
+    ae.maximum_associations = 16
+    ae.network_timeout = 120
+    ae.dimse_timeout = 120
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TS)
+    ae.add_supported_context(Verification)
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    print("ready", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

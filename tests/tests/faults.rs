@@ -1,0 +1,306 @@
+//! Faults: the PACS down, the daemon killed with SIGKILL mid-transfer, and
+//! the PACS refusing instances permanently.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use firstlook_e2e::*;
+
+/// How long the PACS stays down in `pacs_down_at_start_is_caught_up_once_it_is_up`.
+const PACS_DOWN_FOR: Duration = Duration::from_secs(30);
+
+/// The PACS is down when the daemon starts and the scanner sends; it comes up
+/// 30 s later. Everything is then delivered, the spool holds each instance
+/// once, and the PACS receives each SOP Instance UID exactly once.
+#[test]
+fn pacs_down_at_start_is_caught_up_once_it_is_up() {
+    let dir = scratch("pacs-down");
+    let pacs_port = free_port();
+    let cfg = DaemonConfig::new()
+        .scanner("CT01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", pacs_port));
+    let started = Instant::now();
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let ct = phantom(
+        &StudySpec::new(Kind::Ct, 3001).with_count(20),
+        &dir.path().join("ct"),
+    );
+    let ct_dir = dir.path().join("ct");
+    let out = storescu(daemon.port, "CT01", &["+sd"], &[ct_dir.as_path()]);
+    assert!(
+        out.status.success(),
+        "the scanner must be served while the PACS is down:\n{out}"
+    );
+    assert_eq!(
+        storescu_successes(&out.stderr).len(),
+        20,
+        "storescu:\n{out}"
+    );
+
+    // The daemon has tried and failed at least once, and owes all 20.
+    let s = wait_until(
+        Duration::from_secs(20),
+        "a failed delivery attempt recorded in status",
+        |last| {
+            daemon.assert_running();
+            let s = daemon.status();
+            *last = s.summary();
+            let d = s.destination("pacs");
+            (d.pending == 20 && d.last_error.is_some()).then_some(s)
+        },
+    );
+    assert_eq!(s.instances, 20, "{}", s.summary());
+    assert_eq!(s.destination("pacs").delivered, 0, "{}", s.summary());
+
+    // The PACS stays down for 30 s (the scenario, not an assertion).
+    std::thread::sleep(PACS_DOWN_FOR.saturating_sub(started.elapsed()));
+    let s = daemon.status();
+    assert_eq!(
+        (s.destination("pacs").pending, s.destination("pacs").dead),
+        (20, 0),
+        "nothing may be given up while the PACS is down 30 s: {}",
+        s.summary()
+    );
+    let mut pacs = StoreScp::start(dir.path(), pacs_port, &[]);
+    let up = Instant::now();
+
+    let status = daemon.wait_settled(20, Duration::from_secs(60));
+    eprintln!("caught up {:?} after the PACS came up", up.elapsed());
+    let d = status.destination("pacs");
+    assert_eq!(
+        (d.delivered, d.dead),
+        (20, 0),
+        "status: {}",
+        status.summary()
+    );
+    assert_eq!(
+        status.instances, 20,
+        "the spool should hold each instance once"
+    );
+    let received = pacs.received();
+    assert_delivered_identical(&ct, &received);
+    assert_eq!(
+        uids(&received).len(),
+        20,
+        "unique SOP Instance UIDs at the PACS"
+    );
+    assert_eq!(
+        duplicates(&received),
+        Default::default(),
+        "instances the PACS received more than once"
+    );
+}
+
+/// storescu sends 200 slices; after ~50 acknowledgements firstlookd is killed
+/// with SIGKILL, then restarted on the same spool. Every instance whose
+/// C-STORE got a success reaches the PACS intact (DESIGN.md invariants 1, 3);
+/// the study sent again afterwards is stored once and delivered whole.
+#[test]
+fn sigkill_mid_transfer_loses_nothing_acknowledged() {
+    let dir = scratch("kill9");
+    let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
+    let cfg = DaemonConfig::new()
+        .scanner("CT01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let ct_dir = dir.path().join("ct");
+    let ct = phantom(&StudySpec::new(Kind::Ct, 3101).with_count(200), &ct_dir);
+
+    let scu_log = dir.path().join("storescu.log");
+    let mut cmd = tool(STORESCU);
+    cmd.args(["-v", "-aet", "CT01", "-aec", NODE_AE, "127.0.0.1"])
+        .arg(daemon.port.to_string())
+        .arg("+sd")
+        .arg(&ct_dir);
+    let mut scu = Proc::spawn("storescu", &mut cmd, &scu_log);
+    // Watch storescu's log closely so the kill lands near the 50th success.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = storescu_successes(&scu.log_text()).len();
+        if n >= 50 {
+            break;
+        }
+        scu.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "storescu reported only {n} successes in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    daemon.kill9();
+    let scu_status = scu.wait_exit(Duration::from_secs(60));
+    let scu_text = scu.log_text();
+    let acked: Vec<PathBuf> = storescu_successes(&scu_text);
+    assert!(
+        scu_status.is_some(),
+        "storescu did not stop after the daemon died:\n{}",
+        last_lines(&scu_text, 30)
+    );
+    assert!(
+        acked.len() >= 50 && acked.len() < 200,
+        "the kill should land mid-transfer: {} of 200 acknowledged",
+        acked.len()
+    );
+    eprintln!(
+        "{} instances acknowledged before SIGKILL; storescu exited with {:?}",
+        acked.len(),
+        scu_status
+    );
+
+    daemon.restart();
+    let acked_uids: BTreeSet<String> = acked
+        .iter()
+        .map(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .expect("phantom files are <UID>.dcm")
+                .to_string()
+        })
+        .collect();
+    let acked_files: Vec<DicomFile> = ct
+        .iter()
+        .filter(|f| acked_uids.contains(&f.sop_instance_uid))
+        .cloned()
+        .collect();
+    assert_eq!(
+        acked_files.len(),
+        acked_uids.len(),
+        "acked files map to phantom UIDs"
+    );
+
+    let status = wait_until(
+        Duration::from_secs(60),
+        "the restarted daemon to deliver everything it holds",
+        |last| {
+            daemon.assert_running();
+            let s = daemon.status();
+            *last = s.summary();
+            (s.destination("pacs").pending == 0).then_some(s)
+        },
+    );
+    assert!(
+        status.instances >= acked_files.len() as u64,
+        "the spool lost acknowledged instances: holds {}, {} were acknowledged",
+        status.instances,
+        acked_files.len()
+    );
+    assert_eq!(status.destination("pacs").dead, 0, "{}", status.summary());
+    let received = pacs.received();
+    assert_delivered_identical(&acked_files, &received);
+    let dups = duplicates(&received);
+    eprintln!(
+        "PACS received {} files, {} unique; {} instances sent more than once (allowed: at-least-once)",
+        received.len(),
+        uids(&received).len(),
+        dups.len()
+    );
+
+    // As a scanner does after a failed transfer, send the whole study again:
+    // the spool then holds each of the 200 instances once, and all reach the PACS.
+    let out = storescu(daemon.port, "CT01", &["+sd"], &[ct_dir.as_path()]);
+    assert!(
+        out.status.success(),
+        "re-sending the study after the restart:\n{out}"
+    );
+    let status = daemon.wait_settled(200, Duration::from_secs(60));
+    assert_eq!(status.destination("pacs").dead, 0, "{}", status.summary());
+    let received = pacs.received();
+    assert_delivered_identical(&ct, &received);
+    assert_eq!(uids(&received).len(), 200, "unique instances at the PACS");
+
+    let log = daemon.log_text();
+    assert!(
+        log.matches("spool recovered").count() >= 2,
+        "the restart should recover the spool:\n{}",
+        daemon.log_tail(40)
+    );
+}
+
+/// A pynetdicom PACS answers 0xA900, 0xC000 and 0x0122 for three instances
+/// and success for the rest: those three are dead-lettered once each with a
+/// reason naming the status, the other five are delivered intact.
+#[test]
+fn permanent_refusals_are_dead_lettered_and_the_rest_delivered() {
+    let dir = scratch("refusal");
+    let cr_dir = dir.path().join("cr");
+    let cr = phantom(
+        &StudySpec::new(Kind::Cr, 3201)
+            .with_count(8)
+            .with_size(256, 256),
+        &cr_dir,
+    );
+    let refused: Vec<(&str, u16)> = vec![
+        (cr[2].sop_instance_uid.as_str(), 0xA900),
+        (cr[4].sop_instance_uid.as_str(), 0xC000),
+        (cr[6].sop_instance_uid.as_str(), 0x0122),
+    ];
+    let mut pacs = PyPacs::start(dir.path(), free_port(), &refused);
+    let cfg = DaemonConfig::new()
+        .scanner("CR01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let out = storescu(daemon.port, "CR01", &["+sd"], &[cr_dir.as_path()]);
+    assert!(out.status.success(), "storescu failed:\n{out}");
+    assert_eq!(storescu_successes(&out.stderr).len(), 8, "storescu:\n{out}");
+
+    let status = daemon.wait_settled(8, Duration::from_secs(60));
+    let d = status.destination("pacs");
+    assert_eq!(
+        (d.pending, d.delivered, d.dead),
+        (0, 5, 3),
+        "status: {}",
+        status.summary()
+    );
+    let mut problems = Vec::new();
+    for (uid, code) in &refused {
+        match status
+            .dead_letters
+            .iter()
+            .find(|l| l.sop_instance_uid == *uid)
+        {
+            None => problems.push(format!("{uid} (0x{code:04X}) is not a dead letter")),
+            Some(l) => {
+                let hex = format!("0x{code:04X}");
+                if l.destination != "pacs" {
+                    problems.push(format!("{uid}: destination {:?}", l.destination));
+                }
+                if l.status != Some(*code) {
+                    problems.push(format!("{uid}: status {:?}, expected {hex}", l.status));
+                }
+                if !l.reason.to_uppercase().contains(&hex.to_uppercase()) {
+                    problems.push(format!(
+                        "{uid}: reason {:?} does not mention {hex}",
+                        l.reason
+                    ));
+                }
+                if l.sop_class_uid != cr[0].sop_class_uid {
+                    problems.push(format!("{uid}: SOP class {:?}", l.sop_class_uid));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "dead letters:\n{}\nall: {:?}",
+        problems.join("\n"),
+        status.dead_letters
+    );
+    assert_eq!(status.dead_letters.len(), 3, "{:?}", status.dead_letters);
+
+    // Each refusal was final: the PACS saw each refused instance once.
+    let log = pacs.log_text();
+    for (uid, _) in &refused {
+        let n = log.matches(&format!("REFUSED {uid} ")).count();
+        assert_eq!(n, 1, "{uid} offered {n} times to the PACS:\n{log}");
+    }
+    let refused_uids: BTreeSet<&str> = refused.iter().map(|(u, _)| *u).collect();
+    let delivered: Vec<DicomFile> = cr
+        .iter()
+        .filter(|f| !refused_uids.contains(f.sop_instance_uid.as_str()))
+        .cloned()
+        .collect();
+    let received = pacs.received();
+    assert_delivered_identical(&delivered, &received);
+    assert_eq!(uids(&received), uids(&delivered), "what the PACS stored");
+}
