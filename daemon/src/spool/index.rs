@@ -99,19 +99,31 @@ pub enum InsertOutcome {
     AlreadyIndexed { id: i64 },
 }
 
+/// Where a record offered to the index comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Just written by ingest: it cannot have been indexed before.
+    Ingest,
+    /// Re-read from a segment at start: it may already be indexed.
+    Recovery,
+}
+
 /// Records a complete record, deduplicating by SOP Instance UID.
 pub fn insert(
     tx: &Connection,
     rec: &StoredRecord,
     destinations: &[String],
     now_ms: i64,
+    source: Source,
 ) -> Result<InsertOutcome, IndexError> {
-    if let Some(id) = tx
-        .prepare_cached("SELECT id FROM instances WHERE segment=?1 AND offset=?2")?
-        .query_row(params![rec.segment, rec.offset as i64], |r| r.get(0))
-        .optional()?
-    {
-        return Ok(InsertOutcome::AlreadyIndexed { id });
+    if source == Source::Recovery {
+        let known: Option<i64> = tx
+            .prepare_cached("SELECT id FROM instances WHERE segment=?1 AND offset=?2")?
+            .query_row(params![rec.segment, rec.offset as i64], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = known {
+            return Ok(InsertOutcome::AlreadyIndexed { id });
+        }
     }
     let previous: Option<(i64, Vec<u8>)> = tx
         .prepare_cached(

@@ -169,7 +169,9 @@ impl Spool {
         let destinations = self.destinations.clone();
         let outcome = self
             .index
-            .call(move |tx| index::insert(tx, &record, &destinations, now_ms()))
+            .call(move |tx| {
+                index::insert(tx, &record, &destinations, now_ms(), index::Source::Ingest)
+            })
             .await?;
         if matches!(
             outcome,

@@ -74,7 +74,7 @@ pub fn recover(
             .unwrap_or(0);
         let scan = segment::scan(dir, id, scanned_to as u64).map_err(io)?;
         for rec in &scan.records {
-            match index::insert(&tx, rec, destinations, now)? {
+            match index::insert(&tx, rec, destinations, now, index::Source::Recovery)? {
                 InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. } => {
                     report.reindexed += 1
                 }

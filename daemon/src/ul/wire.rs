@@ -215,8 +215,19 @@ impl PduWriter {
         bytes: &[u8],
         peer_max: u32,
     ) -> Result<(), WireError> {
-        write_pdata(&mut self.buf, context_id, is_command, bytes, peer_max);
-        self.stream.write_all(&self.buf).await?;
+        if bytes.len() <= 64 * 1024 {
+            write_pdata(&mut self.buf, context_id, is_command, bytes, peer_max);
+            self.stream.write_all(&self.buf).await?;
+            return Ok(());
+        }
+        // Large data sets go out header + slice, without copying them first.
+        let max_payload = max_payload(peer_max);
+        let mut chunks = bytes.chunks(max_payload).peekable();
+        while let Some(chunk) = chunks.next() {
+            let head = pdv_header(context_id, is_command, chunks.peek().is_none(), chunk.len());
+            let mut buf = bytes::Buf::chain(&head[..], chunk);
+            self.stream.write_all_buf(&mut buf).await?;
+        }
         Ok(())
     }
 
@@ -234,14 +245,7 @@ pub fn write_pdata(
     peer_max: u32,
 ) {
     out.clear();
-    // A PDV item adds 6 bytes (length, context id, control header) inside
-    // the PDU; the peer's maximum counts the PDU's variable part.
-    let max_payload = if peer_max == 0 {
-        u32::MAX as usize - 6
-    } else {
-        (peer_max as usize).saturating_sub(6).max(1)
-    };
-    let mut chunks = bytes.chunks(max_payload).peekable();
+    let mut chunks = bytes.chunks(max_payload(peer_max)).peekable();
     if bytes.is_empty() {
         push_pdv(out, context_id, is_command, true, &[]);
         return;
@@ -252,14 +256,31 @@ pub fn write_pdata(
     }
 }
 
+/// Largest PDV value that fits the peer's maximum PDU: a PDV item adds 6
+/// bytes (length, context id, control header) inside the PDU, and the
+/// peer's maximum counts the PDU's variable part. 0 means unlimited.
+fn max_payload(peer_max: u32) -> usize {
+    if peer_max == 0 {
+        u32::MAX as usize - 6
+    } else {
+        (peer_max as usize).saturating_sub(6).max(1)
+    }
+}
+
+/// P-DATA-TF PDU header and PDV item header for one value of `len` bytes.
+fn pdv_header(context_id: u8, is_command: bool, last: bool, len: usize) -> [u8; 12] {
+    let item_len = len as u32 + 2;
+    let mut h = [0u8; 12];
+    h[0] = 0x04;
+    h[2..6].copy_from_slice(&(item_len + 4).to_be_bytes());
+    h[6..10].copy_from_slice(&item_len.to_be_bytes());
+    h[10] = context_id;
+    h[11] = u8::from(is_command) | (u8::from(last) << 1);
+    h
+}
+
 fn push_pdv(out: &mut Vec<u8>, context_id: u8, is_command: bool, last: bool, chunk: &[u8]) {
-    let item_len = chunk.len() as u32 + 2;
-    out.push(0x04);
-    out.push(0x00);
-    out.extend_from_slice(&(item_len + 4).to_be_bytes());
-    out.extend_from_slice(&item_len.to_be_bytes());
-    out.push(context_id);
-    out.push(u8::from(is_command) | (u8::from(last) << 1));
+    out.extend_from_slice(&pdv_header(context_id, is_command, last, chunk.len()));
     out.extend_from_slice(chunk);
 }
 
