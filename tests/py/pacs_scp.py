@@ -3,10 +3,12 @@
 transfer syntax, writes each received data set bit-exactly as a Part-10 file
 <OUT>/<SOPInstanceUID>.<n>.dcm, and answers 0x0000, except for the SOP
 Instance UIDs given with --refuse UID=STATUS (hex), which get that status and
-are not stored.
+are not stored, and those given with --abort-on UID, on which it aborts the
+association (A-ABORT) instead of answering, every time they are sent.
 
-usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]...
-Prints "ready" once listening, and one line per C-STORE received.
+usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]... [--abort-on UID]...
+Prints "ready" once listening, and one line per C-STORE received
+(STORED, REFUSED or ABORTED, then the UID).
 """
 import io
 import itertools
@@ -43,6 +45,11 @@ def main() -> int:
         uid, status = args[i + 1].split("=")
         refuse[uid] = int(status, 16)
         del args[i : i + 2]
+    abort_on = set()
+    while "--abort-on" in args:
+        i = args.index("--abort-on")
+        abort_on.add(args[i + 1])
+        del args[i : i + 2]
     port, ae_title, out = int(args[0]), args[1], args[2]
     counter = itertools.count()
     lock = threading.Lock()
@@ -52,6 +59,12 @@ def main() -> int:
         if uid in refuse:
             print(f"REFUSED {uid} 0x{refuse[uid]:04X}", flush=True)
             return refuse[uid]
+        if uid in abort_on:
+            print(f"ABORTED {uid}", flush=True)
+            # Blocks until the A-ABORT is sent and the connection closed, so
+            # the status returned below never reaches the peer.
+            event.assoc.abort(block=True)
+            return 0xA700
         with lock:
             n = next(counter)
         buf = io.BytesIO()

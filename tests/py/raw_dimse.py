@@ -11,10 +11,12 @@ PLAN.json is a list of steps, each:
    "data_frag": N,            data set cut in PDVs of N bytes (0: max PDU)
    "pdvs_per_pdu": K,         PDVs packed into each P-DATA-TF (default 1);
                              command and data PDVs may share one
-   "mutate": null | "truncate" | "garbage" | "abort_midway"}
+   "mutate": null | "truncate" | "garbage" | "odd_length" | "abort_midway"}
 "truncate" cuts the data set in the middle of its last element (the header
 announces more bytes than follow); "garbage" appends an element with a
-nonsense VR and a length running past the end; "abort_midway" sends half the data set, then
+nonsense VR and a length running past the end; "odd_length" appends a
+well-formed private element whose value has 3 bytes (in the data set's own
+encoding), so the data set has odd length; "abort_midway" sends half the data set, then
 an A-ABORT, and ends there.
 
 Prints one JSON line per step: {"uid", "status", "comment"}, then
@@ -156,7 +158,7 @@ def send_pdvs(sock, items, per_pdu):
         sock.sendall(struct.pack(">BBI", 4, 0, len(body)) + body)
 
 
-def mutate(dataset: bytes, how):
+def mutate(dataset: bytes, how, ts: bytes):
     if how == "truncate":
         # Drop the last 100 bytes: the last element's header now announces
         # more bytes than follow.
@@ -165,6 +167,16 @@ def mutate(dataset: bytes, how):
         # An element after the pixel data with the invalid VR "Q!" and a
         # length far past the end.
         return dataset + struct.pack("<HH", 0x7FE1, 0x0010) + b"Q!" + struct.pack("<H", 0xFFF0) + b"\x01\x02\x03"
+    if how == "odd_length":
+        # A private creator (7FE1,0010) LO "ODD": every element is well
+        # formed, only the value (and so the data set) has odd length.
+        if ts == b"1.2.840.10008.1.2":
+            return dataset + struct.pack("<HHI", 0x7FE1, 0x0010, 3) + b"ODD"
+        if ts == b"1.2.840.10008.1.2.1":
+            return dataset + struct.pack("<HH", 0x7FE1, 0x0010) + b"LO" + struct.pack("<H", 3) + b"ODD"
+        if ts == b"1.2.840.10008.1.2.2":
+            return dataset + struct.pack(">HH", 0x7FE1, 0x0010) + b"LO" + struct.pack(">H", 3) + b"ODD"
+        raise SystemExit(f"odd_length: transfer syntax {ts.decode()} not supported")
     return dataset
 
 
@@ -197,7 +209,7 @@ def main() -> int:
             cid = 1 + 2 * len(by_key)
             by_key[key] = cid
             contexts[cid] = key
-        steps.append((step, by_key[key], sop_class, sop_instance, mutate(dataset, step.get("mutate"))))
+        steps.append((step, by_key[key], sop_class, sop_instance, mutate(dataset, step.get("mutate"), ts)))
     sock = socket.create_connection((host, int(port)), timeout=60)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     accepted, peer_max = associate(sock, calling, called, contexts)

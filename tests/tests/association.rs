@@ -261,6 +261,96 @@ fn malformed_dataset_fails_with_cxxx_and_association_continues() {
     );
 }
 
+/// A data set of odd length (every element well formed, but a 3-byte value
+/// closes it; PS3.5 7.1 requires even lengths) gets a 0xCxxx failure whose
+/// comment says "odd length"; the association goes on, the good instance
+/// after it succeeds and is forwarded, and the odd one is neither stored nor
+/// forwarded.
+#[test]
+fn odd_length_dataset_fails_with_cxxx_and_association_continues() {
+    let dir = scratch("odd-length");
+    let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
+    let cfg = DaemonConfig::new()
+        .scanner("RAW01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let files = phantom(
+        &StudySpec::new(Kind::Cr, 2101)
+            .with_count(2)
+            .with_size(256, 256),
+        &dir.path().join("cr"),
+    );
+    assert!(
+        files.iter().all(|f| f.dataset.len() % 2 == 0),
+        "the phantom data sets must have even length"
+    );
+    let steps = vec![
+        RawStep {
+            file: files[0].path.clone(),
+            data_frag: 4000,
+            mutate: Some("odd_length"),
+            ..Default::default()
+        },
+        RawStep {
+            file: files[1].path.clone(),
+            data_frag: 4000,
+            ..Default::default()
+        },
+    ];
+    let (results, out) = raw_dimse(dir.path(), daemon.port, "RAW01", &steps);
+    assert!(out.status.success(), "raw_dimse.py failed:\n{out}");
+    let responses: Vec<&RawResult> = results.iter().filter(|r| r.uid.is_some()).collect();
+    assert_eq!(
+        responses.len(),
+        2,
+        "one response per C-STORE expected:\n{out}"
+    );
+    let odd = responses[0];
+    assert_eq!(odd.uid.as_deref(), Some(files[0].sop_instance_uid.as_str()));
+    let status = odd.status.unwrap_or_else(|| panic!("no status: {odd:?}"));
+    assert_eq!(
+        status & 0xF000,
+        0xC000,
+        "an odd-length data set should get a 0xCxxx failure, got 0x{status:04X}: {odd:?}"
+    );
+    assert!(
+        odd.comment
+            .as_deref()
+            .is_some_and(|c| c.contains("odd length")),
+        "the error comment should mention the odd length: {odd:?}"
+    );
+    let good = responses[1];
+    assert_eq!(
+        good.uid.as_deref(),
+        Some(files[1].sop_instance_uid.as_str())
+    );
+    assert_eq!(
+        good.status,
+        Some(0),
+        "the good instance after the odd one: {good:?}"
+    );
+    assert_eq!(
+        results.last().and_then(|r| r.end.as_deref()),
+        Some("released"),
+        "the association should be released normally:\n{out}"
+    );
+
+    let status = daemon.wait_settled(1, Duration::from_secs(60));
+    assert_eq!(
+        status.destination("pacs").delivered,
+        1,
+        "{}",
+        status.summary()
+    );
+    let received = pacs.received();
+    assert_delivered_identical(&files[1..], &received);
+    assert_eq!(
+        uids(&received),
+        uids(&files[1..]),
+        "only the good instance may reach the PACS"
+    );
+}
+
 /// A scanner that aborts the association in the middle of a data set leaves
 /// nothing behind: the partial instance is neither stored nor forwarded, and
 /// the next association stores normally.

@@ -1,5 +1,6 @@
-//! Faults: the PACS down, the daemon killed with SIGKILL mid-transfer, and
-//! the PACS refusing instances permanently.
+//! Faults: the PACS down, the daemon killed with SIGKILL mid-transfer, the
+//! PACS refusing instances permanently, and the PACS breaking the
+//! association on one instance again and again.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -303,4 +304,86 @@ fn permanent_refusals_are_dead_lettered_and_the_rest_delivered() {
     let received = pacs.received();
     assert_delivered_identical(&delivered, &received);
     assert_eq!(uids(&received), uids(&delivered), "what the PACS stored");
+}
+
+/// What a dead letter's reason starts with when the destination broke the
+/// association on that instance `MAX_BROKEN_ASSOCIATIONS` (3) times
+/// (daemon/src/forward/queue.rs).
+const BROKE_ASSOCIATION_3_TIMES: &str =
+    "the destination broke the association 3 times while receiving this instance";
+
+/// A pynetdicom PACS aborts the association every time one instance is sent
+/// to it, and stores the rest. Each break is charged to that instance alone:
+/// after the third it is dead-lettered with a reason saying so (and offered
+/// no more), and the other instances, also those queued behind it in the
+/// same series, are delivered intact.
+#[test]
+fn instance_on_which_the_pacs_breaks_the_association_is_dead_lettered_and_the_rest_delivered() {
+    let dir = scratch("broken-association");
+    let cr_dir = dir.path().join("cr");
+    let cr = phantom(
+        &StudySpec::new(Kind::Cr, 3301)
+            .with_count(6)
+            .with_size(256, 256),
+        &cr_dir,
+    );
+    let poison = cr[2].sop_instance_uid.clone();
+    let mut pacs = PyPacs::start_aborting_on(dir.path(), free_port(), &[poison.as_str()]);
+    let cfg = DaemonConfig::new()
+        .scanner("CR01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", pacs.port))
+        .retry_secs(1, 1);
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let out = storescu(daemon.port, "CR01", &["+sd"], &[cr_dir.as_path()]);
+    assert!(out.status.success(), "storescu failed:\n{out}");
+    assert_eq!(storescu_successes(&out.stderr).len(), 6, "storescu:\n{out}");
+
+    let status = daemon.wait_settled(6, Duration::from_secs(60));
+    let d = status.destination("pacs");
+    assert_eq!(
+        (d.pending, d.delivered, d.dead),
+        (0, 5, 1),
+        "status: {}",
+        status.summary()
+    );
+    assert_eq!(
+        status.dead_letters.len(),
+        1,
+        "dead letters: {:?}",
+        status.dead_letters
+    );
+    let letter = &status.dead_letters[0];
+    assert_eq!(
+        letter.sop_instance_uid, poison,
+        "the dead letter should be the instance the PACS aborts on: {letter:?}"
+    );
+    assert_eq!(letter.destination, "pacs", "{letter:?}");
+    assert_eq!(letter.sop_class_uid, cr[2].sop_class_uid, "{letter:?}");
+    assert!(
+        letter.reason.starts_with(BROKE_ASSOCIATION_3_TIMES),
+        "dead letter reason {:?} should start with {BROKE_ASSOCIATION_3_TIMES:?}",
+        letter.reason
+    );
+
+    // Three breaks, then no more offers: the instance is dead, so nothing
+    // can send it again after the status above.
+    let log = pacs.log_text();
+    let offered = log.matches(&format!("ABORTED {poison}")).count();
+    assert_eq!(
+        offered, 3,
+        "{poison} should be offered exactly 3 times, was {offered}:\n{log}"
+    );
+    assert!(
+        !log.contains(&format!("STORED {poison}")),
+        "the PACS never stores the instance it aborts on:\n{log}"
+    );
+
+    let rest: Vec<DicomFile> = cr
+        .iter()
+        .filter(|f| f.sop_instance_uid != poison)
+        .cloned()
+        .collect();
+    let received = pacs.received();
+    assert_delivered_identical(&rest, &received);
+    assert_eq!(uids(&received), uids(&rest), "what the PACS stored");
 }

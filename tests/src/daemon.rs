@@ -1,0 +1,340 @@
+//! `firstlookd` under test: its configuration file, the process, and
+//! `firstlookd status --json`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::paths::{firstlookd_bin, free_port};
+use crate::process::{read_lossy, run_cmd, tail, Proc};
+use crate::wait::{port_open, wait_until};
+use crate::NODE_AE;
+
+/// A `[[destinations]]` entry.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    pub name: String,
+    pub ae_title: String,
+    pub port: u16,
+    pub max_pdu_length: Option<u32>,
+}
+
+impl DestinationConfig {
+    pub fn new(name: &str, ae_title: &str, port: u16) -> Self {
+        DestinationConfig {
+            name: name.into(),
+            ae_title: ae_title.into(),
+            port,
+            max_pdu_length: None,
+        }
+    }
+}
+
+/// What goes in the TOML file a test daemon runs with.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub port: u16,
+    pub max_associations: u32,
+    pub scanners: Vec<(String, Vec<String>)>,
+    pub destinations: Vec<DestinationConfig>,
+    pub batch_size: u32,
+    pub retry_initial_secs: u32,
+    pub retry_max_secs: u32,
+    pub high_watermark_percent: u32,
+    pub low_watermark_percent: u32,
+}
+
+impl DaemonConfig {
+    /// A daemon on a free port, with no scanners and no destinations yet.
+    pub fn new() -> Self {
+        DaemonConfig {
+            port: free_port(),
+            max_associations: 16,
+            scanners: Vec::new(),
+            destinations: Vec::new(),
+            batch_size: 200,
+            retry_initial_secs: 1,
+            retry_max_secs: 2,
+            high_watermark_percent: 98,
+            low_watermark_percent: 95,
+        }
+    }
+
+    pub fn scanner(mut self, ae_title: &str, hosts: &[&str]) -> Self {
+        self.scanners.push((
+            ae_title.into(),
+            hosts.iter().map(|h| h.to_string()).collect(),
+        ));
+        self
+    }
+
+    pub fn destination(mut self, d: DestinationConfig) -> Self {
+        self.destinations.push(d);
+        self
+    }
+
+    /// `[forward] retry_initial_secs` and `retry_max_secs`.
+    pub fn retry_secs(mut self, initial: u32, max: u32) -> Self {
+        self.retry_initial_secs = initial;
+        self.retry_max_secs = max;
+        self
+    }
+
+    pub fn to_toml(&self, spool_dir: &Path) -> String {
+        let mut s = format!(
+            "[node]\nae_title = \"{NODE_AE}\"\nlisten = \"127.0.0.1:{}\"\nspool_dir = \"{}\"\n\
+             max_associations = {}\nartim_timeout_secs = 30\ndimse_timeout_secs = 120\n\n\
+             [spool]\nhigh_watermark_percent = {}\nlow_watermark_percent = {}\nretention_hours = 24\n\n\
+             [forward]\nretry_initial_secs = {}\nretry_max_secs = {}\ngive_up_after_hours = 72\n\
+             batch_size = {}\nconnect_timeout_secs = 5\ndimse_timeout_secs = 60\n",
+            self.port,
+            spool_dir.display(),
+            self.max_associations,
+            self.high_watermark_percent,
+            self.low_watermark_percent,
+            self.retry_initial_secs,
+            self.retry_max_secs,
+            self.batch_size
+        );
+        for (ae, hosts) in &self.scanners {
+            let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+            s.push_str(&format!(
+                "\n[[scanners]]\nae_title = \"{ae}\"\nhosts = [{}]\n",
+                hosts.join(", ")
+            ));
+        }
+        for d in &self.destinations {
+            s.push_str(&format!(
+                "\n[[destinations]]\nname = \"{}\"\nae_title = \"{}\"\naddress = \"127.0.0.1:{}\"\n",
+                d.name, d.ae_title, d.port
+            ));
+            if let Some(n) = d.max_pdu_length {
+                s.push_str(&format!("max_pdu_length = {n}\n"));
+            }
+        }
+        s
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `firstlookd status --json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Status {
+    pub spool_dir: String,
+    pub instances: u64,
+    pub spool_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub disk_available_bytes: u64,
+    pub destinations: Vec<DestinationStatus>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DestinationStatus {
+    pub name: String,
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub oldest_pending_secs: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeadLetter {
+    pub destination: String,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub status: Option<u16>,
+    pub reason: String,
+    pub attempts: u32,
+}
+
+impl Status {
+    pub fn destination(&self, name: &str) -> &DestinationStatus {
+        self.destinations
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no destination {name} in status: {self:?}"))
+    }
+
+    pub fn summary(&self) -> String {
+        let dests: Vec<String> = self
+            .destinations
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}: pending {} delivered {} dead {} last_error {:?}",
+                    d.name, d.pending, d.delivered, d.dead, d.last_error
+                )
+            })
+            .collect();
+        format!(
+            "instances {}; {}; dead letters {:?}",
+            self.instances,
+            dests.join("; "),
+            self.dead_letters
+        )
+    }
+}
+
+/// A running `firstlookd --config FILE run` (FIRSTLOOK_LOG=info), killed at drop.
+pub struct Daemon {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub spool_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Daemon {
+    /// Writes the configuration under `dir`, starts the daemon and waits until
+    /// it is ready.
+    pub fn start(dir: &Path, config: &DaemonConfig) -> Daemon {
+        let spool_dir = dir.join("spool");
+        let config_path = dir.join("firstlook.toml");
+        std::fs::write(&config_path, config.to_toml(&spool_dir)).expect("write config");
+        let mut d = Daemon {
+            port: config.port,
+            dir: dir.to_path_buf(),
+            spool_dir,
+            config_path,
+            log_path: dir.join("firstlookd.log"),
+            proc: None,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let ready_before = self.log_text().matches("firstlookd ready").count();
+        let mut cmd = Command::new(firstlookd_bin());
+        cmd.arg("--config")
+            .arg(&self.config_path)
+            .arg("run")
+            .env("FIRSTLOOK_LOG", "info")
+            .env("NO_COLOR", "1");
+        self.proc = Some(Proc::spawn("firstlookd", &mut cmd, &self.log_path));
+        let port = self.port;
+        wait_until(Duration::from_secs(20), "firstlookd to be ready", |_| {
+            self.proc.as_mut().expect("proc").assert_running();
+            let ready = self.log_text().matches("firstlookd ready").count() > ready_before;
+            (ready && port_open(port)).then_some(())
+        });
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let proc = self.proc.as_mut().expect("daemon running");
+        let pid = proc.pid().expect("pid") as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill -9 firstlookd");
+        let status = proc.wait_exit(Duration::from_secs(10));
+        assert!(status.is_some(), "firstlookd survived SIGKILL");
+        self.proc.take().expect("proc").kill();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .and_then(|mut f| {
+                use std::io::Write;
+                writeln!(
+                    f,
+                    "===== test harness: firstlookd killed with SIGKILL ====="
+                )
+            })
+            .expect("annotate log");
+    }
+
+    /// Starts the daemon again with the same configuration and spool.
+    pub fn restart(&mut self) {
+        assert!(self.proc.is_none(), "restart a daemon that is running");
+        self.spawn();
+    }
+
+    /// Panics with the log if the daemon has died.
+    pub fn assert_running(&mut self) {
+        self.proc
+            .as_mut()
+            .expect("daemon not started")
+            .assert_running();
+    }
+
+    pub fn log_text(&self) -> String {
+        read_lossy(&self.log_path)
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.log_path, n)
+    }
+
+    /// `firstlookd status --spool DIR --json`.
+    pub fn status(&self) -> Status {
+        let out = run_cmd(
+            Command::new(firstlookd_bin())
+                .arg("status")
+                .arg("--spool")
+                .arg(&self.spool_dir)
+                .arg("--json"),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "firstlookd status failed:\n{out}");
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+            panic!("firstlookd status --json is not the expected JSON: {e}\n{out}")
+        })
+    }
+
+    /// Waits until the spool holds `instances` instances and no destination
+    /// has anything pending; returns that status.
+    pub fn wait_settled(&mut self, instances: u64, timeout: Duration) -> Status {
+        wait_until(
+            timeout,
+            format!("{instances} instances in the spool and nothing pending"),
+            |last| {
+                self.assert_running();
+                let s = self.status();
+                *last = s.summary();
+                let done = s.instances == instances
+                    && !s.destinations.is_empty()
+                    && s.destinations.iter().all(|d| d.pending == 0);
+                done.then_some(s)
+            },
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if self.spool_dir.exists() {
+                if let Ok(out) = Command::new(firstlookd_bin())
+                    .arg("status")
+                    .arg("--spool")
+                    .arg(&self.spool_dir)
+                    .output()
+                {
+                    eprintln!(
+                        "===== firstlookd status at failure =====\n{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            }
+            if self.proc.is_none() {
+                eprintln!(
+                    "===== firstlookd log (not running), last lines =====\n{}",
+                    self.log_tail(120)
+                );
+            }
+        }
+    }
+}
