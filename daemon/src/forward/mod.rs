@@ -31,6 +31,9 @@ const MAX_CONTEXTS: usize = 128;
 /// How long an idle association waits for more work before release.
 const LINGER: Duration = Duration::from_millis(500);
 
+/// A finished read: the outcome and the buffer it filled.
+type Read = (std::io::Result<()>, Vec<u8>);
+
 /// A delivery being recorded in the index.
 type Mark = tokio::task::JoinHandle<Result<(), crate::spool::IndexError>>;
 
@@ -212,12 +215,14 @@ impl Worker {
         );
     }
 
-    fn read(&self, q: &Queued) -> tokio::task::JoinHandle<std::io::Result<Vec<u8>>> {
+    fn read(&self, q: &Queued, mut buf: Vec<u8>) -> tokio::task::JoinHandle<Read> {
         let spool = Arc::clone(&self.spool);
         let (segment, body_offset, dataset_offset, body_len) =
             (q.segment, q.body_offset, q.dataset_offset, q.body_len);
         tokio::task::spawn_blocking(move || {
-            spool.read_dataset(segment, body_offset, dataset_offset, body_len)
+            let r =
+                spool.read_dataset_into(segment, body_offset, dataset_offset, body_len, &mut buf);
+            (r, buf)
         })
     }
 
@@ -227,17 +232,24 @@ impl Worker {
     async fn send_all(&self, scu: &mut StoreScu, batch: &[Queued]) -> Result<usize, ScuError> {
         let mut marks = Vec::with_capacity(batch.len());
         let mut delivered = 0;
-        let mut next_read = batch.first().map(|q| self.read(q));
+        // Two buffers: one on the wire, the next instance read into the other.
+        let mut spare = Vec::new();
+        let mut next_read = batch.first().map(|q| self.read(q, Vec::new()));
         let mut outcome = Ok(());
         for (i, q) in batch.iter().enumerate() {
             let read = next_read.take().expect("read started for every instance");
-            next_read = batch.get(i + 1).map(|n| self.read(n));
-            let dataset = match read.await {
-                Ok(r) => r,
-                Err(e) => Err(std::io::Error::other(e)),
+            let (read, buf) = match read.await {
+                Ok((r, buf)) => (r, buf),
+                Err(e) => (Err(std::io::Error::other(e)), Vec::new()),
             };
+            next_read = batch
+                .get(i + 1)
+                .map(|n| self.read(n, std::mem::take(&mut spare)));
+            let dataset = read.map(|()| buf.as_slice());
             let span = tracing::info_span!("study", uid = q.study_uid.as_deref().unwrap_or("-"));
-            match self.send_one(scu, q, dataset).instrument(span).await {
+            let sent = self.send_one(scu, q, dataset).instrument(span).await;
+            spare = buf;
+            match sent {
                 Ok(Some(mark)) => {
                     delivered += 1;
                     marks.push(mark);
@@ -271,7 +283,7 @@ impl Worker {
         &self,
         scu: &mut StoreScu,
         q: &Queued,
-        dataset: std::io::Result<Vec<u8>>,
+        dataset: std::io::Result<&[u8]>,
     ) -> Result<Option<Mark>, ScuError> {
         let stored_ts = q.transfer_syntax_uid.as_str();
         let Some((ctx, ts)) = scu.context_for(&q.sop_class_uid, &Self::syntaxes(q)) else {
@@ -282,7 +294,7 @@ impl Worker {
             self.dead(q, None, &reason).await;
             return Ok(None);
         };
-        let mut dataset = match dataset {
+        let dataset = match dataset {
             Ok(d) => d,
             Err(e) => {
                 self.dead(
@@ -294,21 +306,27 @@ impl Worker {
                 return Ok(None);
             }
         };
-        if ts != stored_ts {
-            match transcode::native(&dataset, stored_ts, &ts) {
-                Ok(d) => dataset = d,
+        let transcoded;
+        let dataset = if ts == stored_ts {
+            dataset
+        } else {
+            match transcode::native(dataset, stored_ts, &ts) {
+                Ok(d) => {
+                    transcoded = d;
+                    transcoded.as_slice()
+                }
                 Err(e) => {
                     self.dead(q, None, &e.to_string()).await;
                     return Ok(None);
                 }
             }
-        }
+        };
         let (status, comment) = scu
             .store(
                 ctx,
                 &q.sop_class_uid,
                 &q.sop_instance_uid,
-                &dataset,
+                dataset,
                 Priority::Medium,
             )
             .await?;

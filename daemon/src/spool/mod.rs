@@ -193,19 +193,22 @@ impl Spool {
         self.work.subscribe()
     }
 
-    /// Reads a stored instance's data set (everything after the file meta).
-    pub fn read_dataset(
+    /// Reads a stored instance's data set (everything after the file meta)
+    /// into `buf`.
+    pub fn read_dataset_into(
         &self,
         segment: i64,
         body_offset: u64,
         dataset_offset: u64,
         body_len: u64,
-    ) -> std::io::Result<Vec<u8>> {
-        segment::read_range(
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        segment::read_range_into(
             &self.segments_dir,
             segment,
             body_offset + dataset_offset,
             body_len - dataset_offset,
+            buf,
         )
     }
 

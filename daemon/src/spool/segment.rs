@@ -256,10 +256,23 @@ fn read_record(file: &File, id: i64, offset: u64, size: u64) -> io::Result<Optio
     }))
 }
 
+/// Reads `len` bytes at `offset` of a segment into `buf` (reused by the
+/// caller: a fresh half-megabyte allocation per image costs page faults).
+pub fn read_range_into(
+    dir: &Path,
+    id: i64,
+    offset: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    let file = File::open(segment_path(dir, id))?;
+    buf.resize(len as usize, 0);
+    file.read_exact_at(buf, offset)
+}
+
 /// Reads `len` bytes at `offset` of a segment.
 pub fn read_range(dir: &Path, id: i64, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let file = File::open(segment_path(dir, id))?;
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, offset)?;
+    let mut buf = Vec::new();
+    read_range_into(dir, id, offset, len, &mut buf)?;
     Ok(buf)
 }
