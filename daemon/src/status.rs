@@ -4,11 +4,11 @@ use std::fmt;
 use std::path::Path;
 
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spool::{index_path, now_ms, open_read_only, usage, IndexError};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DestinationStatus {
     pub name: String,
     pub pending: u64,
@@ -19,7 +19,7 @@ pub struct DestinationStatus {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub destination: String,
     pub sop_instance_uid: String,
@@ -29,7 +29,7 @@ pub struct DeadLetter {
     pub attempts: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     pub spool_dir: String,
     pub instances: u64,

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::paths::{firstlookd_bin, free_port};
 use crate::process::{read_lossy, run_cmd, tail, Proc};
 use crate::wait::{port_open, wait_until};
@@ -124,63 +122,27 @@ impl Default for DaemonConfig {
     }
 }
 
-/// `firstlookd status --json`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Status {
-    pub spool_dir: String,
-    pub instances: u64,
-    pub spool_bytes: u64,
-    pub disk_total_bytes: u64,
-    pub disk_available_bytes: u64,
-    pub destinations: Vec<DestinationStatus>,
-    pub dead_letters: Vec<DeadLetter>,
+/// `firstlookd status --json`, read with the daemon's own types.
+pub use firstlook::status::{DeadLetter, DestinationStatus, StatusReport as Status};
+
+/// Conveniences over the daemon's status report for assertions.
+pub trait StatusExt {
+    /// The queue of one destination; panics with the whole report if absent.
+    fn destination(&self, name: &str) -> &DestinationStatus;
+    /// The report in one line, for assertion messages.
+    fn summary(&self) -> String;
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct DestinationStatus {
-    pub name: String,
-    pub pending: u64,
-    pub delivered: u64,
-    pub dead: u64,
-    pub oldest_pending_secs: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DeadLetter {
-    pub destination: String,
-    pub sop_instance_uid: String,
-    pub sop_class_uid: String,
-    pub status: Option<u16>,
-    pub reason: String,
-    pub attempts: u32,
-}
-
-impl Status {
-    pub fn destination(&self, name: &str) -> &DestinationStatus {
+impl StatusExt for Status {
+    fn destination(&self, name: &str) -> &DestinationStatus {
         self.destinations
             .iter()
             .find(|d| d.name == name)
             .unwrap_or_else(|| panic!("no destination {name} in status: {self:?}"))
     }
 
-    pub fn summary(&self) -> String {
-        let dests: Vec<String> = self
-            .destinations
-            .iter()
-            .map(|d| {
-                format!(
-                    "{}: pending {} delivered {} dead {} last_error {:?}",
-                    d.name, d.pending, d.delivered, d.dead, d.last_error
-                )
-            })
-            .collect();
-        format!(
-            "instances {}; {}; dead letters {:?}",
-            self.instances,
-            dests.join("; "),
-            self.dead_letters
-        )
+    fn summary(&self) -> String {
+        self.to_string().replace('\n', "; ")
     }
 }
 

@@ -14,7 +14,9 @@ mod process;
 mod scanners;
 mod wait;
 
-pub use daemon::{Daemon, DaemonConfig, DeadLetter, DestinationConfig, DestinationStatus, Status};
+pub use daemon::{
+    Daemon, DaemonConfig, DeadLetter, DestinationConfig, DestinationStatus, Status, StatusExt,
+};
 pub use dicom::{
     assert_delivered_identical, compare_delivery, duplicates, phantom, pydicom_test_file, uids,
     DicomFile,

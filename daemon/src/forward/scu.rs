@@ -127,14 +127,7 @@ impl StoreScu {
                 )))
             }
         };
-        let peer_max_pdu = ac
-            .user_variables
-            .iter()
-            .find_map(|v| match v {
-                UserVariableItem::MaxLength(n) => Some(*n),
-                _ => None,
-            })
-            .unwrap_or(0);
+        let peer_max_pdu = crate::ul::announced_max_pdu(&ac.user_variables);
         let accepted = ac
             .presentation_contexts
             .iter()

@@ -151,14 +151,7 @@ pub fn negotiate(
             transfer_syntax: ts,
         });
     }
-    let peer_max_pdu = rq
-        .user_variables
-        .iter()
-        .find_map(|v| match v {
-            UserVariableItem::MaxLength(n) => Some(*n),
-            _ => None,
-        })
-        .unwrap_or(0);
+    let peer_max_pdu = crate::ul::announced_max_pdu(&rq.user_variables);
     Ok(Accepted {
         ac: AssociationAC {
             protocol_version: 1,

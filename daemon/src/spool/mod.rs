@@ -283,7 +283,10 @@ impl Spool {
         }
     }
 
-    fn release_segment(&self, segment: SegmentFile, broken: bool) {
+    fn release_segment(&self, mut segment: SegmentFile, broken: bool) {
+        if let Err(e) = segment.clear_tail() {
+            tracing::warn!(message = "cannot clear the end of a spool segment", error = %e);
+        }
         if broken || segment.len() >= self.segment_max_bytes {
             self.active.lock().expect("active").remove(&segment.id);
             return;

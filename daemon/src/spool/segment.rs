@@ -28,6 +28,8 @@ pub struct SegmentFile {
     file: File,
     len: u64,
     written_back_to: u64,
+    /// The furthest any write reached; beyond `len` after a rewind.
+    high_water: u64,
 }
 
 impl SegmentFile {
@@ -53,6 +55,7 @@ impl SegmentFile {
             file,
             len: 0,
             written_back_to: 0,
+            high_water: 0,
         })
     }
 
@@ -109,8 +112,21 @@ impl SegmentFile {
         if offset < self.len {
             self.file.write_all_at(&[0u8; 8], offset)?;
         }
+        self.high_water = self.high_water.max(self.len);
         self.len = offset;
         self.written_back_to = self.written_back_to.min(offset);
+        Ok(())
+    }
+
+    /// Zeroes what rewound records left past the end, so that the segment
+    /// ends cleanly for recovery. Not synced: leftovers are never mistaken
+    /// for records, only reported as unused bytes.
+    pub fn clear_tail(&mut self) -> io::Result<()> {
+        if self.high_water > self.len {
+            let zeros = vec![0u8; (self.high_water - self.len) as usize];
+            self.file.write_all_at(&zeros, self.len)?;
+        }
+        self.high_water = self.len;
         Ok(())
     }
 }
