@@ -125,7 +125,7 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
         match op {
             Op::Begin { header, meta } => {
                 if let Some(stale) = open.take() {
-                    abandon(&mut segment, stale.offset);
+                    abandon(&spool, &mut segment, stale.offset);
                 }
                 if segment
                     .as_ref()
@@ -195,7 +195,7 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
             }
             Op::Discard => {
                 if let Some(o) = open.take() {
-                    abandon(&mut segment, o.offset);
+                    abandon(&spool, &mut segment, o.offset);
                 }
             }
             Op::Unwrite { offset } => {
@@ -210,7 +210,7 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
         }
     }
     if let Some(o) = open.take() {
-        abandon(&mut segment, o.offset);
+        abandon(&spool, &mut segment, o.offset);
     }
     if let Some(seg) = segment.take() {
         spool.release_segment(seg, false);
@@ -240,12 +240,14 @@ fn seal(seg: &mut SegmentFile, o: Open, summary: RecordSummary) -> io::Result<St
     })
 }
 
-fn abandon(segment: &mut Option<SegmentFile>, offset: u64) {
+fn abandon(spool: &Spool, segment: &mut Option<SegmentFile>, offset: u64) {
     if let Some(seg) = segment.as_mut() {
         if seg.rewind(offset).is_err() {
             // Leave the torn bytes: recovery ignores them, and no more
             // records go after them.
-            segment.take();
+            if let Some(seg) = segment.take() {
+                spool.release_segment(seg, true);
+            }
         }
     }
 }
