@@ -222,8 +222,12 @@ impl Spool {
         segment::read_range(&self.segments_dir, segment, body_offset, body_len)
     }
 
+    /// How much to reserve for a new segment: up to 64 MiB, but never more
+    /// than an eighth of the free space, so that on a small disk the
+    /// reservation itself does not push the spool past its watermark.
     fn preallocate_bytes(&self) -> u64 {
-        self.segment_max_bytes.min(64 * 1024 * 1024)
+        let free = usage(&self.dir).map_or(0, |u| u.available_bytes);
+        self.segment_max_bytes.min(64 * 1024 * 1024).min(free / 8)
     }
 
     fn new_segment(&self) -> std::io::Result<SegmentFile> {
