@@ -5,6 +5,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dataset;
+pub mod dead_letters;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dimse;

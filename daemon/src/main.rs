@@ -32,6 +32,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Dead letters: send them again, or give them up.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Demo: the daemon, a local PACS sink and a simulated scanner.
     #[cfg(feature = "demo")]
     Demo {
@@ -39,6 +44,35 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Send dead-lettered instances again: those named, or all of them.
+    Requeue {
+        #[command(flatten)]
+        choice: DeadLetterChoice,
+    },
+    /// Give dead-lettered instances up: those named, or all with --all.
+    Discard {
+        #[command(flatten)]
+        choice: DeadLetterChoice,
+        /// Every dead letter (of --destination, if given).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct DeadLetterChoice {
+    /// Spool folder; defaults to the configuration's spool_dir.
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    /// Only this destination's dead letters.
+    #[arg(long)]
+    destination: Option<String>,
+    /// SOP Instance UIDs.
+    uids: Vec<String>,
 }
 
 fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -98,6 +132,30 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             } else {
                 print!("{report}");
             }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::DeadLetters { action } => {
+            use firstlook::dead_letters::{apply, Action};
+            let (action, choice, all) = match action {
+                DeadLetterAction::Requeue { choice } => (Action::Requeue, choice, false),
+                DeadLetterAction::Discard { choice, all } => (Action::Discard, choice, all),
+            };
+            let dir = match choice.spool {
+                Some(d) => d,
+                None => load(cli.config.as_ref())?.node.spool_dir,
+            };
+            let n = apply(
+                &dir,
+                action,
+                choice.destination.as_deref(),
+                &choice.uids,
+                all,
+            )?;
+            let verb = match action {
+                Action::Requeue => "requeued",
+                Action::Discard => "discarded",
+            };
+            println!("{verb} {n} dead letter{}", if n == 1 { "" } else { "s" });
             Ok(std::process::ExitCode::SUCCESS)
         }
         #[cfg(feature = "demo")]

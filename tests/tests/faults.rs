@@ -1,9 +1,11 @@
 //! Faults: the PACS down, the daemon killed with SIGKILL mid-transfer, the
 //! PACS refusing instances permanently, and the PACS breaking the
-//! association on one instance again and again.
+//! association on one instance again and again; dead letters requeued or
+//! discarded by the operator.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firstlook_e2e::*;
@@ -386,4 +388,80 @@ fn instance_on_which_the_pacs_breaks_the_association_is_dead_lettered_and_the_re
     let received = pacs.received();
     assert_delivered_identical(&rest, &received);
     assert_eq!(uids(&received), uids(&rest), "what the PACS stored");
+}
+
+fn dead_letters(spool: &std::path::Path, args: &[&str]) -> CmdOutput {
+    run_cmd(
+        Command::new(firstlookd_bin())
+            .arg("dead-letters")
+            .args(args)
+            .arg("--spool")
+            .arg(spool),
+        Duration::from_secs(30),
+    )
+}
+
+/// Once the cause is fixed, a dead letter can be sent again, or given up,
+/// while the daemon runs; it picks the requeued instance up by itself.
+#[test]
+fn dead_letters_are_requeued_or_discarded_while_the_daemon_runs() {
+    let dir = scratch("requeue");
+    let cr_dir = dir.path().join("cr");
+    let cr = phantom(
+        &StudySpec::new(Kind::Cr, 3301)
+            .with_count(4)
+            .with_size(256, 256),
+        &cr_dir,
+    );
+    let port = free_port();
+    let refused: Vec<(&str, u16)> = vec![
+        (cr[1].sop_instance_uid.as_str(), 0xA900),
+        (cr[2].sop_instance_uid.as_str(), 0xA900),
+    ];
+    let first = PyPacs::start(&dir.path().join("first"), port, &refused);
+    let cfg = DaemonConfig::new()
+        .scanner("CR01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", port));
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let out = storescu(daemon.port, "CR01", &["+sd"], &[cr_dir.as_path()]);
+    assert!(out.status.success(), "storescu failed:\n{out}");
+    let status = daemon.wait_settled(4, Duration::from_secs(60));
+    let d = status.destination("pacs");
+    assert_eq!((d.delivered, d.dead), (2, 2), "{}", status.summary());
+
+    // The PACS is fixed: it now accepts everything.
+    drop(first);
+    let mut fixed = PyPacs::start(&dir.path().join("fixed"), port, &[]);
+
+    let out = dead_letters(&daemon.spool_dir, &["discard"]);
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "discard without a choice must be refused:\n{out}"
+    );
+    assert!(out.stderr.contains("--all"), "{out}");
+
+    let out = dead_letters(&daemon.spool_dir, &["requeue", &cr[1].sop_instance_uid]);
+    assert!(out.stdout.contains("requeued 1 dead letter"), "{out}");
+    let out = dead_letters(&daemon.spool_dir, &["discard", &cr[2].sop_instance_uid]);
+    assert!(out.stdout.contains("discarded 1 dead letter"), "{out}");
+
+    let status = wait_until(
+        Duration::from_secs(30),
+        "the requeued instance delivered",
+        |last| {
+            daemon.assert_running();
+            let s = daemon.status();
+            *last = s.summary();
+            let d = s.destination("pacs");
+            (d.delivered == 3 && d.dead == 0 && d.pending == 0).then_some(s)
+        },
+    );
+    assert!(status.dead_letters.is_empty(), "{}", status.summary());
+    let received = fixed.received();
+    assert_eq!(
+        uids(&received),
+        [cr[1].sop_instance_uid.clone()].into_iter().collect(),
+        "only the requeued instance is sent again"
+    );
 }

@@ -23,6 +23,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use disk::{usage, DiskUsage, Watermarks};
 pub use index::{open_read_only, Index, IndexError, InsertOutcome};
+
+/// Opens the index for a one-off change beside a running daemon.
+pub fn open_for_maintenance(path: &Path) -> Result<rusqlite::Connection, IndexError> {
+    index::open_connection(path)
+}
 pub use record::{RecordHeader, RecordSummary, StoredRecord};
 pub use recovery::RecoveryReport;
 pub use writer::InstanceWriter;
