@@ -13,7 +13,7 @@ use firstlook::dimse::Priority;
 use firstlook::forward::scu::{ScuError, ScuOptions, StoreScu};
 use firstlook::spool::part10;
 use firstlook::status;
-use firstlook_phantom::{Kind, StudySpec};
+use firstlook_phantom::{Instance, Kind, StudySpec};
 
 struct Tmpfs(PathBuf);
 
@@ -40,6 +40,65 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A daemon on `spool` with the given watermarks, accepting CT01 from loopback.
+async fn start_daemon(spool: &Path, high: u8, low: u8) -> Daemon {
+    let text = format!(
+        "[node]\nae_title = \"FIRSTLOOK\"\nlisten = \"127.0.0.1:0\"\nspool_dir = \"{}\"\n\
+         [spool]\nhigh_watermark_percent = {high}\nlow_watermark_percent = {low}\n\
+         [[scanners]]\nae_title = \"CT01\"\nhosts = [\"127.0.0.1\"]\n",
+        spool.display()
+    );
+    Daemon::start(Config::parse(&text, "test.toml").unwrap())
+        .await
+        .unwrap()
+}
+
+/// A phantom CT series and how to send it.
+struct CtSeries {
+    instances: Vec<Instance>,
+    contexts: Vec<(String, Vec<String>)>,
+}
+
+impl CtSeries {
+    fn new(seed: u64, count: usize) -> CtSeries {
+        let instances =
+            firstlook_phantom::generate(&StudySpec::new(Kind::Ct, seed).with_count(count)).unwrap();
+        let first = &instances[0];
+        let contexts = vec![(
+            first.sop_class_uid.clone(),
+            vec![first.transfer_syntax_uid.clone()],
+        )];
+        CtSeries {
+            instances,
+            contexts,
+        }
+    }
+
+    async fn connect(&self, d: &Daemon) -> Result<StoreScu, ScuError> {
+        StoreScu::connect(&scu_options(d), &self.contexts)
+            .await
+            .map(|(scu, _)| scu)
+    }
+
+    /// Sends instance `i`: (status, error comment).
+    async fn store(&self, scu: &mut StoreScu, i: usize) -> (u16, Option<String>) {
+        let inst = &self.instances[i];
+        let (ctx, _) = scu
+            .context_for(&inst.sop_class_uid, &[inst.transfer_syntax_uid.as_str()])
+            .unwrap();
+        let at = part10::dataset_offset(&inst.file_bytes).unwrap();
+        scu.store(
+            ctx,
+            &inst.sop_class_uid,
+            &inst.sop_instance_uid,
+            &inst.file_bytes[at..],
+            Priority::Medium,
+        )
+        .await
+        .unwrap()
+    }
+}
+
 fn scu_options(d: &Daemon) -> ScuOptions {
     ScuOptions {
         address: d.listen_addr.to_string(),
@@ -58,39 +117,14 @@ async fn full_disk_refuses_with_a700_loses_nothing_and_recovers_when_space_retur
     let ballast = fs.0.join("ballast");
     std::fs::write(&ballast, vec![1u8; 10 * 1024 * 1024]).unwrap();
     let spool = fs.0.join("spool");
-    let text = format!(
-        "[node]\nae_title = \"FIRSTLOOK\"\nlisten = \"127.0.0.1:0\"\nspool_dir = \"{}\"\n\
-         [spool]\nhigh_watermark_percent = 80\nlow_watermark_percent = 60\n\
-         [[scanners]]\nae_title = \"CT01\"\nhosts = [\"127.0.0.1\"]\n",
-        spool.display()
-    );
-    let d = Daemon::start(Config::parse(&text, "test.toml").unwrap())
-        .await
-        .unwrap();
+    let d = start_daemon(&spool, 80, 60).await;
 
-    let instances =
-        firstlook_phantom::generate(&StudySpec::new(Kind::Ct, 31).with_count(40)).unwrap();
-    let class = instances[0].sop_class_uid.clone();
-    let ts = instances[0].transfer_syntax_uid.clone();
-    let contexts = [(class.clone(), vec![ts.clone()])];
-    let (mut scu, _) = StoreScu::connect(&scu_options(&d), &contexts)
-        .await
-        .unwrap();
-    let (ctx, _) = scu.context_for(&class, &[ts.as_str()]).unwrap();
+    let series = CtSeries::new(31, 40);
+    let mut scu = series.connect(&d).await.unwrap();
     let mut acknowledged = 0;
     let mut refused = None;
-    for i in &instances {
-        let at = part10::dataset_offset(&i.file_bytes).unwrap();
-        let (status, comment) = scu
-            .store(
-                ctx,
-                &class,
-                &i.sop_instance_uid,
-                &i.file_bytes[at..],
-                Priority::Medium,
-            )
-            .await
-            .unwrap();
+    for i in 0..series.instances.len() {
+        let (status, comment) = series.store(&mut scu, i).await;
         if status == 0 {
             acknowledged += 1;
         } else {
@@ -110,7 +144,7 @@ async fn full_disk_refuses_with_a700_loses_nothing_and_recovers_when_space_retur
 
     // While full, new associations are refused as a transient local limit.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    match StoreScu::connect(&scu_options(&d), &contexts).await {
+    match series.connect(&d).await {
         Err(ScuError::Rejected { permanent, reason }) => {
             assert!(!permanent);
             assert_eq!(reason, "local limit exceeded");
@@ -123,8 +157,8 @@ async fn full_disk_refuses_with_a700_loses_nothing_and_recovers_when_space_retur
     std::fs::remove_file(&ballast).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut scu = loop {
-        match StoreScu::connect(&scu_options(&d), &contexts).await {
-            Ok((scu, _)) => break scu,
+        match series.connect(&d).await {
+            Ok(scu) => break scu,
             Err(e) => {
                 assert!(
                     Instant::now() < deadline,
@@ -134,18 +168,7 @@ async fn full_disk_refuses_with_a700_loses_nothing_and_recovers_when_space_retur
             }
         }
     };
-    let next = &instances[acknowledged as usize];
-    let at = part10::dataset_offset(&next.file_bytes).unwrap();
-    let (status, _) = scu
-        .store(
-            ctx,
-            &class,
-            &next.sop_instance_uid,
-            &next.file_bytes[at..],
-            Priority::Medium,
-        )
-        .await
-        .unwrap();
+    let (status, _) = series.store(&mut scu, acknowledged as usize).await;
     assert_eq!(status, 0);
     scu.release().await;
     d.stop().await;
@@ -158,38 +181,11 @@ async fn a_write_that_fails_is_answered_a700_never_success() {
     let fs = Tmpfs::mount(&dir.path().join("small"), "8m");
     let spool = fs.0.join("spool");
     // The watermark is set so high that only the write itself can fail.
-    let text = format!(
-        "[node]\nae_title = \"FIRSTLOOK\"\nlisten = \"127.0.0.1:0\"\nspool_dir = \"{}\"\n\
-         [spool]\nhigh_watermark_percent = 99\nlow_watermark_percent = 98\n\
-         [[scanners]]\nae_title = \"CT01\"\nhosts = [\"127.0.0.1\"]\n",
-        spool.display()
-    );
-    let d = Daemon::start(Config::parse(&text, "test.toml").unwrap())
-        .await
-        .unwrap();
-    let instances =
-        firstlook_phantom::generate(&StudySpec::new(Kind::Ct, 32).with_count(12)).unwrap();
-    let class = instances[0].sop_class_uid.clone();
-    let ts = instances[0].transfer_syntax_uid.clone();
-    let contexts = [(class.clone(), vec![ts.clone()])];
-    let (mut scu, _) = StoreScu::connect(&scu_options(&d), &contexts)
-        .await
-        .unwrap();
-    let (ctx, _) = scu.context_for(&class, &[ts.as_str()]).unwrap();
-    let dataset = |i: usize| {
-        let inst = &instances[i];
-        let at = part10::dataset_offset(&inst.file_bytes).unwrap();
-        (
-            inst.sop_instance_uid.clone(),
-            inst.file_bytes[at..].to_vec(),
-        )
-    };
+    let d = start_daemon(&spool, 99, 98).await;
+    let series = CtSeries::new(32, 12);
+    let mut scu = series.connect(&d).await.unwrap();
 
-    let (uid, data) = dataset(0);
-    let (status, _) = scu
-        .store(ctx, &class, &uid, &data, Priority::Medium)
-        .await
-        .unwrap();
+    let (status, _) = series.store(&mut scu, 0).await;
     assert_eq!(status, 0);
 
     // Leave less room than one image on the file system; what the segment
@@ -205,12 +201,8 @@ async fn a_write_that_fails_is_answered_a700_never_success() {
     let mut next = 1;
     let refused = loop {
         assert!(next < 11, "the file system never filled up");
-        let (uid, data) = dataset(next);
+        let (status, comment) = series.store(&mut scu, next).await;
         next += 1;
-        let (status, comment) = scu
-            .store(ctx, &class, &uid, &data, Priority::Medium)
-            .await
-            .unwrap();
         if status == 0 {
             acknowledged += 1;
         } else {
@@ -229,11 +221,7 @@ async fn a_write_that_fails_is_answered_a700_never_success() {
 
     // Room again: the same association goes on storing.
     std::fs::remove_file(&ballast).unwrap();
-    let (uid, data) = dataset(next);
-    let (status, comment) = scu
-        .store(ctx, &class, &uid, &data, Priority::Medium)
-        .await
-        .unwrap();
+    let (status, comment) = series.store(&mut scu, next).await;
     assert_eq!(status, 0, "{comment:?}");
     scu.release().await;
     d.stop().await;

@@ -176,12 +176,11 @@ impl Command {
 
     pub fn with_error_comment(mut self, comment: &str) -> Self {
         // (0000,0902) is LO: at most 64 characters.
-        let mut c: String = comment
+        let c: String = comment
             .chars()
             .filter(|c| c.is_ascii() && *c != '\\')
             .take(64)
             .collect();
-        c.truncate(64);
         self.error_comment = Some(c);
         self
     }

@@ -52,6 +52,7 @@ pub fn spawn_workers(
             let worker = Worker {
                 config: Arc::clone(&config),
                 spool: Arc::clone(&spool),
+                name: Arc::from(dest.name.as_str()),
                 dest,
             };
             let shutdown = shutdown.clone();
@@ -63,12 +64,14 @@ pub fn spawn_workers(
 struct Worker {
     config: Arc<Config>,
     spool: Arc<Spool>,
+    /// The destination's name, moved into index jobs without copying.
+    name: Arc<str>,
     dest: Destination,
 }
 
 impl Worker {
-    fn name(&self) -> String {
-        self.dest.name.as_str().to_string()
+    fn name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
     }
 
     async fn fetch(&self) -> Option<Vec<Queued>> {
@@ -123,21 +126,21 @@ impl Worker {
     }
 
     fn contexts_for(batch: &[Queued]) -> Vec<(String, Vec<String>)> {
-        let mut set = BTreeSet::new();
-        for q in batch {
-            set.insert((q.sop_class_uid.clone(), q.transfer_syntax_uid.clone()));
-            if Encoding::is_native_uid(&q.transfer_syntax_uid) {
-                let fallback = if q.transfer_syntax_uid == EXPLICIT_LE {
-                    IMPLICIT_LE
-                } else {
-                    EXPLICIT_LE
-                };
-                set.insert((q.sop_class_uid.clone(), fallback.to_string()));
-            }
-        }
-        set.into_iter().map(|(abs, ts)| (abs, vec![ts])).collect()
+        let set: BTreeSet<(&str, &str)> = batch
+            .iter()
+            .flat_map(|q| {
+                Self::syntaxes(q)
+                    .into_iter()
+                    .map(|ts| (q.sop_class_uid.as_str(), ts))
+            })
+            .collect();
+        set.into_iter()
+            .map(|(abs, ts)| (abs.to_string(), vec![ts.to_string()]))
+            .collect()
     }
 
+    /// The stored syntax, then (for an uncompressed one) the other
+    /// uncompressed syntax as a fallback.
     fn syntaxes(q: &Queued) -> Vec<&str> {
         let stored = q.transfer_syntax_uid.as_str();
         let mut v = vec![stored];
@@ -368,15 +371,24 @@ impl Worker {
         }
     }
 
-    async fn broke_on(&self, q: &Queued, reason: &str) {
+    /// How long to wait before trying `q` again after this failure.
+    fn next_wait(&self, q: &Queued) -> Duration {
         let fwd = &self.config.forward;
-        let wait = backoff::delay(
+        backoff::delay(
             q.attempts + 1,
             fwd.retry_initial(),
             fwd.retry_max(),
             rand::random::<f64>(),
-        );
-        let give_up = fwd.give_up_after().as_millis() as i64;
+        )
+    }
+
+    fn give_up_ms(&self) -> i64 {
+        self.config.forward.give_up_after().as_millis() as i64
+    }
+
+    async fn broke_on(&self, q: &Queued, reason: &str) {
+        let wait = self.next_wait(q);
+        let give_up = self.give_up_ms();
         let (name, q2, reason) = (self.name(), q.clone(), reason.to_string());
         let result = self
             .spool
@@ -420,21 +432,18 @@ impl Worker {
     }
 
     async fn retry_all(&self, items: &[Queued], status: Option<u16>, reason: &str) {
-        let fwd = &self.config.forward;
-        let (initial, max) = (fwd.retry_initial(), fwd.retry_max());
-        let give_up = fwd.give_up_after().as_millis() as i64;
+        let give_up = self.give_up_ms();
         let name = self.name();
+        let waits: Vec<Duration> = items.iter().map(|q| self.next_wait(q)).collect();
         let items = items.to_vec();
         let reason = reason.to_string();
-        let jitters: Vec<f64> = items.iter().map(|_| rand::random::<f64>()).collect();
         let result = self
             .spool
             .index()
             .call(move |tx| {
                 let now = now_ms();
                 let mut dead = 0;
-                for (q, j) in items.iter().zip(jitters) {
-                    let wait = backoff::delay(q.attempts + 1, initial, max, j);
+                for (q, wait) in items.iter().zip(waits) {
                     if queue::retry(
                         tx,
                         q,

@@ -212,21 +212,16 @@ impl Incoming {
     }
 
     async fn fail(&mut self, status: Status, comment: String) {
-        let state = std::mem::replace(
-            &mut self.state,
-            State::Failed {
-                status,
-                comment: comment.clone(),
-                writer: None,
-            },
-        );
-        if let State::Writing { writer, .. } = state {
+        let failed = State::Failed {
+            status,
+            comment,
+            writer: None,
+        };
+        if let State::Writing { writer, .. } = std::mem::replace(&mut self.state, failed) {
             let _ = writer.discard().await;
-            self.state = State::Failed {
-                status,
-                comment,
-                writer: Some(writer),
-            };
+            if let State::Failed { writer: slot, .. } = &mut self.state {
+                *slot = Some(writer);
+            }
         }
     }
 

@@ -74,7 +74,7 @@ pub struct Spool {
     dir: PathBuf,
     segments_dir: PathBuf,
     index: Index,
-    destinations: Vec<String>,
+    destinations: Arc<[String]>,
     pub(crate) segment_max_bytes: u64,
     next_segment: AtomicI64,
     idle: Mutex<Vec<Pooled>>,
@@ -127,7 +127,7 @@ impl Spool {
             dir: dir.clone(),
             segments_dir,
             index: Index::start(conn),
-            destinations: opts.destinations.clone(),
+            destinations: opts.destinations.clone().into(),
             segment_max_bytes: opts.segment_max_bytes,
             next_segment: AtomicI64::new(report.next_segment_id),
             idle: Mutex::new(Vec::new()),
@@ -171,7 +171,7 @@ impl Spool {
 
     /// Indexes a sealed record; success here is what allows the C-STORE success.
     pub async fn commit(&self, record: StoredRecord) -> Result<InsertOutcome, IndexError> {
-        let destinations = self.destinations.clone();
+        let destinations = Arc::clone(&self.destinations);
         let outcome = self
             .index
             .call(move |tx| {
@@ -217,19 +217,6 @@ impl Spool {
         )
     }
 
-    /// Reads a stored instance as the Part-10 file it is.
-    pub fn read_part10(
-        &self,
-        segment: i64,
-        body_offset: u64,
-        body_len: u64,
-    ) -> std::io::Result<Vec<u8>> {
-        segment::read_range(&self.segments_dir, segment, body_offset, body_len)
-    }
-
-    /// How much to reserve for a new segment: up to 64 MiB, but never more
-    /// than an eighth of the free space, so that on a small disk the
-    /// reservation itself does not push the spool past its watermark.
     fn preallocate_bytes(&self) -> u64 {
         let free = usage(&self.dir).map_or(0, |u| u.available_bytes);
         self.segment_max_bytes.min(64 * 1024 * 1024).min(free / 8)

@@ -269,10 +269,3 @@ pub fn read_range_into(
     buf.resize(len as usize, 0);
     file.read_exact_at(buf, offset)
 }
-
-/// Reads `len` bytes at `offset` of a segment.
-pub fn read_range(dir: &Path, id: i64, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    read_range_into(dir, id, offset, len, &mut buf)?;
-    Ok(buf)
-}
