@@ -40,6 +40,27 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Fills the file system at `dir` with a ballast file until nothing fits,
+/// then gives `leave` bytes back. (Measuring the free space first and
+/// writing that much races with the daemon reserving its next segment.)
+fn fill_leaving(dir: &Path, leave: u64) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("ballast");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![1u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+    f.set_len(written.saturating_sub(leave)).unwrap();
+    path
+}
+
 /// A daemon on `spool` with the given watermarks, accepting CT01 from loopback.
 async fn start_daemon(spool: &Path, high: u8, low: u8) -> Daemon {
     let text = format!(
@@ -190,13 +211,7 @@ async fn a_write_that_fails_is_answered_a700_never_success() {
 
     // Leave less room than one image on the file system; what the segment
     // already reserved is still usable, so keep sending until a write fails.
-    let free = firstlook::spool::usage(&fs.0).unwrap().available_bytes;
-    let ballast = fs.0.join("ballast");
-    std::fs::write(
-        &ballast,
-        vec![1u8; (free as usize).saturating_sub(200 * 1024)],
-    )
-    .unwrap();
+    let ballast = fill_leaving(&fs.0, 200 * 1024);
     let mut acknowledged = 1;
     let mut next = 1;
     let refused = loop {
