@@ -2,6 +2,7 @@
 //! them to PACS. See ARCHITECTURE.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod config;
 pub mod daemon;
 pub mod dataset;
@@ -11,6 +12,8 @@ pub mod demo;
 pub mod dimse;
 pub mod forward;
 pub mod ingest;
+pub mod model;
+pub mod pixels;
 pub mod spool;
 pub mod status;
 pub mod ul;

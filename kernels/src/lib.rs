@@ -1,4 +1,8 @@
-//! Everything that touches pixels and tensors: preprocessing and inference
-//! engines. The spine (ingest, spool, forward) does not depend on pixels; the
-//! preprocessing pipeline and the `Engine` trait arrive with the triage work.
+//! Everything that touches pixels and tensors: preprocessing (shared with the
+//! training recipe through `firstlook-phantom`) and, with the `tract`
+//! feature, the CPU inference engine.
 #![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod npy;
+pub mod preprocess;

@@ -1,10 +1,14 @@
-//! firstlook-provision: the field engineer's tool. For now it checks a site
-//! configuration before it is installed on a box.
+//! firstlook-provision: the field engineer's tool. It checks a site
+//! configuration before it is installed on a box, and makes, signs and
+//! verifies model bundles.
 #![forbid(unsafe_code)]
+
+mod bundle_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bundle_cmd::BundleAction;
 use clap::{Parser, Subcommand};
 use firstlook::config::Config;
 
@@ -21,6 +25,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Signed model bundles (.flb).
+    Bundle {
+        #[command(subcommand)]
+        action: BundleAction,
     },
 }
 
@@ -53,5 +62,6 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bundle { action } => bundle_cmd::run(action),
     }
 }

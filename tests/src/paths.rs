@@ -6,19 +6,21 @@ use std::path::{Path, PathBuf};
 
 /// `target/release/firstlookd`, found from the test executable.
 pub fn firstlookd_bin() -> PathBuf {
+    release_bin("firstlookd")
+}
+
+/// A workspace binary (`target/release/<name>`), found from the test executable.
+pub fn release_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     for dir in exe.ancestors().skip(1) {
-        for candidate in [
-            dir.join("firstlookd"),
-            dir.join("release").join("firstlookd"),
-        ] {
+        for candidate in [dir.join(name), dir.join("release").join(name)] {
             if candidate.is_file() {
                 return candidate;
             }
         }
     }
     panic!(
-        "firstlookd not found above {}: build it with cargo build --release --bins",
+        "{name} not found above {}: build it with cargo build --release --bins",
         exe.display()
     );
 }

@@ -6,7 +6,7 @@ use crate::{Finding, Kind};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PhantomError {
-    #[error("unknown phantom kind {0:?} (expected \"ct\" or \"cr\")")]
+    #[error("unknown phantom kind {0:?} (expected \"ct\", \"cr\" or \"dx\")")]
     UnknownKind(String),
 
     #[error(
@@ -30,6 +30,9 @@ pub enum PhantomError {
 
     #[error("instance index {index} is out of range (study has {count})")]
     IndexOutOfRange { index: usize, count: usize },
+
+    #[error("preprocessing a training sample")]
+    Preprocess(#[from] firstlook_kernels::preprocess::PreprocessError),
 
     #[error("building the DICOM file meta group")]
     Meta(#[source] Box<dicom_object::WithMetaError>),

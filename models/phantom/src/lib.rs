@@ -10,17 +10,26 @@
 //! Every instance carries `ImageComments = "SYNTHETIC PHANTOM - NOT FOR
 //! CLINICAL USE"` and made-up patient data.
 //!
-//! The anatomy is deliberately simple (a head of ellipses for CT, a chest of
-//! ellipses and rib arcs for CR); it is plausible at a glance and cheap to
-//! compute, not realistic.
+//! The anatomy is drawn per study from the seed: a chest radiograph (CR or
+//! DX) with lungs, vessel markings, heart, mediastinum, ribs, clavicles,
+//! spine, diaphragm and soft tissue, varied in size, rotation, exposure,
+//! noise, bit depth and photometric interpretation, sometimes with ECG leads
+//! or lines; a head CT with scalp, skull, sulci, grey and white matter and
+//! ventricles. Findings vary in size and side and are sometimes subtle.
+//! [`training`] renders the same anatomy at model resolution together with
+//! ground-truth masks, for the training recipe.
 
 #![forbid(unsafe_code)]
 
+mod chest;
 mod cr;
 mod ct;
 mod error;
+mod field;
+mod head;
 mod noise;
 mod study;
+pub mod training;
 mod uid;
 mod write;
 
@@ -35,6 +44,9 @@ pub use uid::{is_valid_uid, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAM
 pub const CT_IMAGE_STORAGE: &str = dicom_dictionary_std::uids::CT_IMAGE_STORAGE;
 /// SOP Class UID of Computed Radiography Image Storage.
 pub const CR_IMAGE_STORAGE: &str = dicom_dictionary_std::uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE;
+/// SOP Class UID of Digital X-Ray Image Storage - For Presentation.
+pub const DX_IMAGE_STORAGE: &str =
+    dicom_dictionary_std::uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION;
 /// Transfer syntax of every generated file: Explicit VR Little Endian.
 pub const TRANSFER_SYNTAX_UID: &str = dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN;
 /// Text put in ImageComments of every instance.
@@ -54,6 +66,8 @@ pub enum Kind {
     Ct,
     /// Chest radiograph: Computed Radiography Image Storage.
     Cr,
+    /// Chest radiograph: Digital X-Ray Image Storage - For Presentation.
+    Dx,
 }
 
 impl Kind {
@@ -62,7 +76,13 @@ impl Kind {
         match self {
             Kind::Ct => "ct",
             Kind::Cr => "cr",
+            Kind::Dx => "dx",
         }
+    }
+
+    /// Whether this kind is a chest radiograph (CR or DX).
+    pub fn is_radiograph(self) -> bool {
+        matches!(self, Kind::Cr | Kind::Dx)
     }
 
     /// SOP Class UID of this kind's instances.
@@ -70,6 +90,7 @@ impl Kind {
         match self {
             Kind::Ct => CT_IMAGE_STORAGE,
             Kind::Cr => CR_IMAGE_STORAGE,
+            Kind::Dx => DX_IMAGE_STORAGE,
         }
     }
 
@@ -77,7 +98,7 @@ impl Kind {
     pub fn default_size(self) -> (u32, u32) {
         match self {
             Kind::Ct => (512, 512),
-            Kind::Cr => (1024, 1024),
+            Kind::Cr | Kind::Dx => (2048, 2500),
         }
     }
 
@@ -85,7 +106,7 @@ impl Kind {
     pub fn default_count(self) -> usize {
         match self {
             Kind::Ct => 40,
-            Kind::Cr => 1,
+            Kind::Cr | Kind::Dx => 1,
         }
     }
 
@@ -95,7 +116,10 @@ impl Kind {
             (self, finding),
             (_, Finding::None)
                 | (Kind::Ct, Finding::Hemorrhage)
-                | (Kind::Cr, Finding::Pneumothorax | Finding::Effusion)
+                | (
+                    Kind::Cr | Kind::Dx,
+                    Finding::Pneumothorax | Finding::Effusion
+                )
         )
     }
 }
@@ -113,6 +137,7 @@ impl FromStr for Kind {
         match s.trim().to_ascii_lowercase().as_str() {
             "ct" => Ok(Kind::Ct),
             "cr" => Ok(Kind::Cr),
+            "dx" => Ok(Kind::Dx),
             _ => Err(PhantomError::UnknownKind(s.to_owned())),
         }
     }
@@ -120,18 +145,21 @@ impl FromStr for Kind {
 
 /// Finding drawn into the phantom.
 ///
-/// CT (head) supports [`Finding::Hemorrhage`]; CR (chest) supports
+/// CT (head) supports [`Finding::Hemorrhage`]; CR and DX (chest) support
 /// [`Finding::Pneumothorax`] and [`Finding::Effusion`]. Any other pairing is
 /// refused with [`PhantomError::FindingNotApplicable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Finding {
     /// Normal study.
     None,
-    /// CR: a dark rim without lung markings along one lung's apex and side.
+    /// Chest: a lucent rim without lung markings outside a visceral pleural
+    /// line, apical and lateral, of varied size and side.
     Pneumothorax,
-    /// CR: a bright basal opacity with a meniscus in one lung.
+    /// Chest: a basal opacity with a meniscus and a blunted costophrenic
+    /// angle, of varied volume and side.
     Effusion,
-    /// CT: a 50-90 HU subdural crescent along one side of the brain.
+    /// Head CT: acute blood (50-90 HU) as a subdural crescent, an epidural
+    /// lens or an intraparenchymal blob with oedema; varied size and side.
     Hemorrhage,
 }
 
@@ -178,9 +206,9 @@ pub struct StudySpec {
     pub seed: u64,
     /// Number of instances: CT slices, or CR images (at least 1).
     pub count: usize,
-    /// Columns; `None` for the kind's default (CT 512, CR 1024).
+    /// Columns; `None` for the kind's default (CT 512, CR/DX 2048).
     pub width: Option<u32>,
-    /// Rows; `None` for the kind's default (CT 512, CR 1024).
+    /// Rows; `None` for the kind's default (CT 512, CR/DX 2500).
     pub height: Option<u32>,
 }
 

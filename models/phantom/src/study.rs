@@ -19,7 +19,6 @@ const DATE_SPAN_DAYS: u64 = 730;
 pub(crate) struct Study {
     pub(crate) kind: Kind,
     pub(crate) finding: crate::Finding,
-    pub(crate) seed: u64,
     pub(crate) count: usize,
     pub(crate) width: u32,
     pub(crate) height: u32,
@@ -60,7 +59,6 @@ impl Study {
         Ok(Study {
             kind: spec.kind,
             finding: spec.finding,
-            seed: spec.seed,
             count: spec.count,
             width,
             height,
@@ -125,7 +123,7 @@ impl Study {
 
         match self.kind {
             Kind::Ct => ct::fill(self, index, &mut ds),
-            Kind::Cr => cr::fill(self, index, &mut ds),
+            Kind::Cr | Kind::Dx => cr::fill(self, index, &mut ds),
         }
 
         Ok(Instance {

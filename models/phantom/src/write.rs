@@ -33,6 +33,12 @@ impl DataSet {
             .put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
     }
 
+    /// An SS attribute.
+    pub(crate) fn ss(&mut self, tag: Tag, value: i16) {
+        self.obj
+            .put(DataElement::new(tag, VR::SS, PrimitiveValue::from(value)));
+    }
+
     /// Pixel Data as OW; signed pixels are passed as their two's-complement bits.
     pub(crate) fn pixel_data(&mut self, pixels: Vec<u16>) {
         self.pixel_bytes = pixels.len() * 2;

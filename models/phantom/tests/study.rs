@@ -5,8 +5,8 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{open_file, DefaultDicomObject, OpenFileOptions};
 use firstlook_phantom::{
     generate, generate_instance, is_valid_uid, write_study, Finding, Kind, PhantomError, StudySpec,
-    CR_IMAGE_STORAGE, CT_IMAGE_STORAGE, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
-    SYNTHETIC_COMMENT, TRANSFER_SYNTAX_UID,
+    CR_IMAGE_STORAGE, CT_IMAGE_STORAGE, DX_IMAGE_STORAGE, IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME, SYNTHETIC_COMMENT, TRANSFER_SYNTAX_UID,
 };
 
 fn ct(seed: u64, count: usize) -> StudySpec {
@@ -130,8 +130,13 @@ fn written_ct_files_parse_back_with_sop_class_size_and_pixel_length() {
         assert_eq!(uint(&obj, tags::ROWS), 512);
         assert_eq!(uint(&obj, tags::COLUMNS), 512);
         assert_eq!(uint(&obj, tags::BITS_ALLOCATED), 16);
-        assert_eq!(uint(&obj, tags::PIXEL_REPRESENTATION), 1);
-        assert_eq!(text(&obj, tags::RESCALE_INTERCEPT), "-1024");
+        let signed = uint(&obj, tags::PIXEL_REPRESENTATION) == 1;
+        let intercept = text(&obj, tags::RESCALE_INTERCEPT);
+        assert!(
+            (signed && ["-1024", "0"].contains(&intercept.as_str()))
+                || (!signed && intercept == "-1024"),
+            "{signed} {intercept}"
+        );
         assert_eq!(text(&obj, tags::PHOTOMETRIC_INTERPRETATION), "MONOCHROME2");
         let pixels = obj.element(tags::PIXEL_DATA).unwrap();
         assert_eq!(pixels.vr(), dicom_core::VR::OW);
@@ -159,7 +164,7 @@ fn cr_files_parse_back_with_sop_class_size_and_pixel_length() {
             assert!(["PA", "AP"].contains(&text(&obj, tags::VIEW_POSITION).as_str()));
             assert_eq!(uint(&obj, tags::ROWS), 320);
             assert_eq!(uint(&obj, tags::COLUMNS), 256);
-            assert_eq!(uint(&obj, tags::BITS_STORED), 12);
+            assert!([12, 14, 16].contains(&uint(&obj, tags::BITS_STORED)));
             assert_eq!(uint(&obj, tags::PIXEL_REPRESENTATION), 0);
             let pixels = obj.element(tags::PIXEL_DATA).unwrap();
             assert_eq!(pixels.to_bytes().unwrap().len(), 256 * 320 * 2);
@@ -168,11 +173,61 @@ fn cr_files_parse_back_with_sop_class_size_and_pixel_length() {
 }
 
 #[test]
-fn cr_default_size_is_1024_square() {
-    let inst = generate(&StudySpec::new(Kind::Cr, 11)).unwrap().remove(0);
-    let obj = parse(&inst.file_bytes);
-    assert_eq!(uint(&obj, tags::ROWS), 1024);
-    assert_eq!(uint(&obj, tags::COLUMNS), 1024);
+fn radiograph_default_size_is_a_full_detector_at_014_to_017_mm() {
+    for kind in [Kind::Cr, Kind::Dx] {
+        let inst = generate(&StudySpec::new(kind, 11)).unwrap().remove(0);
+        let obj = parse(&inst.file_bytes);
+        assert_eq!(uint(&obj, tags::ROWS), 2500);
+        assert_eq!(uint(&obj, tags::COLUMNS), 2048);
+        let spacing = obj
+            .element(tags::PIXEL_SPACING)
+            .unwrap()
+            .to_multi_float64()
+            .unwrap();
+        assert!(
+            spacing.iter().all(|s| (0.139..=0.17).contains(s)),
+            "{spacing:?}"
+        );
+        assert_eq!(text(&obj, tags::MODALITY), kind.as_str().to_uppercase());
+        assert_eq!(inst.sop_class_uid, kind.sop_class_uid());
+    }
+    assert_eq!(Kind::Dx.sop_class_uid(), DX_IMAGE_STORAGE);
+}
+
+#[test]
+fn acquisition_attributes_are_in_range() {
+    for seed in 0..12 {
+        let obj = parse(&generate(&cr(seed)).unwrap()[0].file_bytes);
+        let kvp: f64 = text(&obj, tags::KVP).parse().unwrap();
+        assert!((100.0..=125.0).contains(&kvp), "{kvp}");
+        let ei: f64 = text(&obj, tags::EXPOSURE_INDEX).parse().unwrap();
+        assert!((100.0..=600.0).contains(&ei), "{ei}");
+        let bits = uint(&obj, tags::BITS_STORED);
+        let bytes = obj
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .into_owned();
+        let max = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .max()
+            .unwrap();
+        assert!(u32::from(max) < (1 << bits), "{max} in {bits} bits");
+
+        let slice = parse(&generate_instance(&ct(seed, 26), 13).unwrap().file_bytes);
+        let thickness: f64 = text(&slice, tags::SLICE_THICKNESS).parse().unwrap();
+        assert_eq!(thickness, 5.0);
+        let spacing = slice
+            .element(tags::PIXEL_SPACING)
+            .unwrap()
+            .to_multi_float64()
+            .unwrap();
+        assert!((0.42..=0.5).contains(&spacing[0]), "{spacing:?}");
+        assert_eq!(text(&slice, tags::WINDOW_CENTER), "40\\75\\600");
+        assert_eq!(text(&slice, tags::RESCALE_TYPE), "HU");
+    }
 }
 
 #[test]
@@ -203,7 +258,7 @@ fn every_instance_carries_patient_study_and_synthetic_marker_attributes() {
         assert_eq!(text(&obj, tags::INSTANCE_NUMBER), "1");
         assert_eq!(text(&obj, tags::MANUFACTURER), "firstlook-phantom");
         assert!(!text(&obj, tags::BODY_PART_EXAMINED).is_empty());
-        assert_eq!(text(&obj, tags::KVP), "120");
+        assert!(!text(&obj, tags::KVP).is_empty());
         assert_eq!(uint(&obj, tags::SAMPLES_PER_PIXEL), 1);
         assert_eq!(
             uint(&obj, tags::HIGH_BIT) + 1,
@@ -245,11 +300,12 @@ fn some_seeds_give_monochrome1_cr_with_inverted_pixels() {
             tags::PHOTOMETRIC_INTERPRETATION,
         )
     };
-    let all: Vec<String> = (0..6).map(photometric).collect();
+    let all: Vec<String> = (0..12).map(photometric).collect();
     assert!(all.iter().any(|p| p == "MONOCHROME1"), "{all:?}");
     assert!(all.iter().any(|p| p == "MONOCHROME2"), "{all:?}");
 
-    // Inverted: the corner (direct exposure) is bright in MONOCHROME1.
+    // Inverted: the corner (direct exposure) is bright in MONOCHROME1,
+    // as a fraction of the largest stored value.
     let corner = |seed| {
         let obj = parse(&generate(&cr(seed)).unwrap()[0].file_bytes);
         let bytes = obj
@@ -258,12 +314,13 @@ fn some_seeds_give_monochrome1_cr_with_inverted_pixels() {
             .to_bytes()
             .unwrap()
             .into_owned();
-        u16::from_ne_bytes([bytes[0], bytes[1]])
+        let max = ((1u32 << uint(&obj, tags::BITS_STORED)) - 1) as f64;
+        f64::from(u16::from_le_bytes([bytes[0], bytes[1]])) / max
     };
-    let mono1_seed = (0..6).find(|&s| all[s as usize] == "MONOCHROME1").unwrap();
-    let mono2_seed = (0..6).find(|&s| all[s as usize] == "MONOCHROME2").unwrap();
-    assert!(corner(mono1_seed) > 3500, "{}", corner(mono1_seed));
-    assert!(corner(mono2_seed) < 600, "{}", corner(mono2_seed));
+    let mono1_seed = (0..12).find(|&s| all[s as usize] == "MONOCHROME1").unwrap();
+    let mono2_seed = (0..12).find(|&s| all[s as usize] == "MONOCHROME2").unwrap();
+    assert!(corner(mono1_seed) > 0.9, "{}", corner(mono1_seed));
+    assert!(corner(mono2_seed) < 0.1, "{}", corner(mono2_seed));
 }
 
 #[test]
@@ -307,7 +364,7 @@ fn invalid_counts_and_sizes_are_refused() {
 
 #[test]
 fn kind_and_finding_round_trip_through_strings() {
-    for kind in [Kind::Ct, Kind::Cr] {
+    for kind in [Kind::Ct, Kind::Cr, Kind::Dx] {
         assert_eq!(kind.to_string().parse::<Kind>().unwrap(), kind);
     }
     for finding in [

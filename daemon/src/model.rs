@@ -1,0 +1,211 @@
+//! A verified bundle loaded into an inference engine: it proves itself on its
+//! golden cases before it is used, and scores one image at a time.
+
+use firstlook_kernels::engine::{Engine, EngineError, Tensor, TractEngine};
+use firstlook_kernels::npy;
+use firstlook_kernels::preprocess::PreprocessError;
+
+use crate::bundle::Bundle;
+use crate::pixels::ModalityImage;
+
+/// Which of the bundle's models to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Fp32,
+    Int8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("the bundle has no INT8 model")]
+    NoInt8,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("golden file {path}: {reason}")]
+    GoldenFile { path: String, reason: String },
+    #[error("golden case {case}, output {output}: value {index} is {got}, expected {want} (tolerance {tolerance})")]
+    GoldenMismatch {
+        case: usize,
+        output: usize,
+        index: usize,
+        got: f32,
+        want: f32,
+        tolerance: f64,
+    },
+    #[error("modality {0} has no preprocessing route in this bundle")]
+    NoRoute(String),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error("output {name} is missing from the model's outputs")]
+    MissingOutput { name: &'static str },
+}
+
+/// Largest difference seen on the golden cases.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GoldenReport {
+    pub cases: usize,
+    pub max_abs_diff: f32,
+}
+
+/// Scores of one image: per finding, in manifest order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    pub findings: Vec<FindingScore>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingScore {
+    pub id: String,
+    pub logit: f32,
+    pub probability: f32,
+    pub threshold: f64,
+    pub positive: bool,
+    /// Whether the finding applies to this image's modality.
+    pub applicable: bool,
+}
+
+pub struct Model {
+    bundle: Bundle,
+    engine: Box<dyn Engine>,
+    variant: Variant,
+}
+
+impl Model {
+    /// Loads the bundle's model with tract.
+    pub fn load(bundle: Bundle, variant: Variant) -> Result<Model, ModelError> {
+        let manifest = bundle.manifest();
+        let bytes = match variant {
+            Variant::Fp32 => bundle.model_bytes(),
+            Variant::Int8 => bundle.int8_model_bytes().ok_or(ModelError::NoInt8)?,
+        };
+        let shape: Vec<usize> = manifest.inputs[0]
+            .shape
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        let engine = TractEngine::load(bytes, &shape, manifest.outputs.len())?;
+        Ok(Model {
+            bundle,
+            engine: Box::new(engine),
+            variant,
+        })
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.engine.backend()
+    }
+
+    /// Runs the model on a ready input tensor.
+    pub fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>, ModelError> {
+        Ok(self.engine.run(input)?)
+    }
+
+    /// Runs every golden case and compares with the expected outputs within
+    /// `tolerance_abs` (or `tolerance` when given, e.g. for the INT8 model).
+    pub fn check_golden(&mut self, tolerance: Option<f64>) -> Result<GoldenReport, ModelError> {
+        let golden = self.bundle.manifest().golden.clone();
+        let tolerance = tolerance.unwrap_or(golden.tolerance_abs);
+        let mut max_abs_diff = 0.0f32;
+        for (case, spec) in golden.cases.iter().enumerate() {
+            let input = self.golden_array(&spec.input)?;
+            let outputs = self.run(&input)?;
+            for (output, (path, got)) in spec.expected.iter().zip(&outputs).enumerate() {
+                let want = self.golden_array(path)?;
+                if want.data.len() != got.data.len() {
+                    return Err(ModelError::GoldenFile {
+                        path: path.clone(),
+                        reason: format!(
+                            "holds {} values, the model gave {}",
+                            want.data.len(),
+                            got.data.len()
+                        ),
+                    });
+                }
+                for (index, (&g, &w)) in got.data.iter().zip(&want.data).enumerate() {
+                    let diff = (g - w).abs();
+                    max_abs_diff = max_abs_diff.max(diff);
+                    if f64::from(diff) > tolerance || diff.is_nan() {
+                        return Err(ModelError::GoldenMismatch {
+                            case,
+                            output,
+                            index,
+                            got: g,
+                            want: w,
+                            tolerance,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(GoldenReport {
+            cases: golden.cases.len(),
+            max_abs_diff,
+        })
+    }
+
+    fn golden_array(&self, path: &str) -> Result<Tensor, ModelError> {
+        let err = |reason: String| ModelError::GoldenFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = self
+            .bundle
+            .file(path)
+            .ok_or_else(|| err("not in the bundle".into()))?;
+        let array = npy::decode(bytes).map_err(|e| err(e.to_string()))?;
+        Tensor::new(array.shape, array.data).map_err(|e| err(e.to_string()))
+    }
+
+    /// Preprocesses one image by its modality's route and scores it.
+    pub fn score(&mut self, image: &ModalityImage) -> Result<Scores, ModelError> {
+        let manifest = self.bundle.manifest();
+        let route = manifest
+            .route_for(&image.modality)
+            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
+        let pipeline = route
+            .pipeline()
+            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
+        let values = pipeline.run(&image.image, image.monochrome1)?;
+        let shape: Vec<usize> = manifest.inputs[0]
+            .shape
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        let input = Tensor::new(shape, values)?;
+        let outputs = self.engine.run(&input)?;
+        let manifest = self.bundle.manifest();
+        let logits_at = manifest
+            .outputs
+            .iter()
+            .position(|o| o.name == "logits")
+            .ok_or(ModelError::MissingOutput { name: "logits" })?;
+        let logits = &outputs
+            .get(logits_at)
+            .ok_or(ModelError::MissingOutput { name: "logits" })?
+            .data;
+        let findings = manifest
+            .findings
+            .iter()
+            .map(|f| {
+                let logit = logits.get(f.output_index).copied().unwrap_or(f32::NAN);
+                FindingScore {
+                    id: f.id.clone(),
+                    logit,
+                    probability: 1.0 / (1.0 + (-logit).exp()),
+                    threshold: f.threshold,
+                    positive: f64::from(logit) > f.threshold,
+                    applicable: f.modalities.contains(&image.modality),
+                }
+            })
+            .collect();
+        Ok(Scores { findings })
+    }
+}

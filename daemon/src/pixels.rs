@@ -1,0 +1,161 @@
+//! From a DICOM data set to modality values for preprocessing: native
+//! (uncompressed) grey-scale pixel data, the modality LUT (Rescale
+//! Slope/Intercept) and the attributes that route an image to a model.
+//! Encapsulated (compressed) pixel data is refused with a clear error until
+//! the decoders arrive with triage.
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, Tag};
+use firstlook_kernels::preprocess::Image;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PixelError {
+    #[error("{0} is missing or unreadable")]
+    Attribute(&'static str),
+    #[error("pixel data is encapsulated (transfer syntax {0}); only native pixel data is decoded so far")]
+    Encapsulated(String),
+    #[error(
+        "{0} is not supported (only single-frame grey-scale images with 8 or 16 bits allocated)"
+    )]
+    Unsupported(String),
+    #[error("pixel data holds {got} bytes, {rows}x{cols} at {bits} bits needs {want}")]
+    Length {
+        rows: usize,
+        cols: usize,
+        bits: u16,
+        want: usize,
+        got: usize,
+    },
+}
+
+/// A grey-scale image in modality units with what routes it.
+#[derive(Debug, Clone)]
+pub struct ModalityImage {
+    pub modality: String,
+    pub body_part: Option<String>,
+    pub monochrome1: bool,
+    pub image: Image,
+}
+
+fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    obj.element(tag)
+        .ok()?
+        .to_str()
+        .ok()
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
+}
+
+fn uint(obj: &DefaultDicomObject, tag: Tag, name: &'static str) -> Result<u32, PixelError> {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_int::<u32>().ok())
+        .ok_or(PixelError::Attribute(name))
+}
+
+fn float(obj: &DefaultDicomObject, tag: Tag, default: f64) -> f64 {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_multi_float64().ok())
+        .and_then(|v| v.first().copied())
+        .unwrap_or(default)
+}
+
+pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelError> {
+    let syntax = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_owned();
+    let registry = dicom_encoding::TransferSyntaxIndex::get(
+        &dicom_transfer_syntax_registry::TransferSyntaxRegistry,
+        &syntax,
+    );
+    match registry {
+        Some(ts) if ts.is_encapsulated_pixel_data() => {
+            return Err(PixelError::Encapsulated(syntax))
+        }
+        Some(ts) if ts.endianness() == dicom_encoding::transfer_syntax::Endianness::Big => {
+            return Err(PixelError::Unsupported(format!(
+                "big-endian transfer syntax {syntax}"
+            )))
+        }
+        Some(_) => {}
+        None => return Err(PixelError::Encapsulated(syntax)),
+    }
+    let modality = text(obj, tags::MODALITY).ok_or(PixelError::Attribute("Modality"))?;
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION)
+        .ok_or(PixelError::Attribute("PhotometricInterpretation"))?;
+    let monochrome1 = match photometric.as_str() {
+        "MONOCHROME1" => true,
+        "MONOCHROME2" => false,
+        other => {
+            return Err(PixelError::Unsupported(format!(
+                "PhotometricInterpretation {other}"
+            )))
+        }
+    };
+    let samples = uint(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?;
+    let frames = text(obj, tags::NUMBER_OF_FRAMES)
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(1);
+    if samples != 1 || frames != 1 {
+        return Err(PixelError::Unsupported(format!(
+            "{samples} samples per pixel, {frames} frames"
+        )));
+    }
+    let rows = uint(obj, tags::ROWS, "Rows")? as usize;
+    let cols = uint(obj, tags::COLUMNS, "Columns")? as usize;
+    let bits = uint(obj, tags::BITS_ALLOCATED, "BitsAllocated")? as u16;
+    let stored = uint(obj, tags::BITS_STORED, "BitsStored")? as u16;
+    let signed = uint(obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation")? == 1;
+    if !(bits == 8 || bits == 16) || stored == 0 || stored > bits {
+        return Err(PixelError::Unsupported(format!(
+            "{bits} bits allocated, {stored} stored"
+        )));
+    }
+    let data = obj
+        .element(tags::PIXEL_DATA)
+        .map_err(|_| PixelError::Attribute("PixelData"))?
+        .to_bytes()
+        .map_err(|_| PixelError::Attribute("PixelData"))?;
+    let want = rows * cols * usize::from(bits / 8);
+    if data.len() < want {
+        return Err(PixelError::Length {
+            rows,
+            cols,
+            bits,
+            want,
+            got: data.len(),
+        });
+    }
+    let slope = float(obj, tags::RESCALE_SLOPE, 1.0) as f32;
+    let intercept = float(obj, tags::RESCALE_INTERCEPT, 0.0) as f32;
+    let shift = 32 - u32::from(stored);
+    let sample = |raw: u32| -> f32 {
+        // Keep only the stored bits, sign-extending when signed.
+        if signed {
+            (((raw << shift) as i32) >> shift) as f32
+        } else {
+            ((raw << shift) >> shift) as f32
+        }
+    };
+    let values: Vec<f32> = if bits == 8 {
+        data[..want].iter().map(|&b| sample(u32::from(b))).collect()
+    } else {
+        data[..want]
+            .chunks_exact(2)
+            .map(|c| sample(u32::from(u16::from_le_bytes([c[0], c[1]]))))
+            .collect()
+    };
+    let values = values.into_iter().map(|v| v * slope + intercept).collect();
+    Ok(ModalityImage {
+        modality,
+        body_part: text(obj, tags::BODY_PART_EXAMINED).filter(|s| !s.is_empty()),
+        monochrome1,
+        image: Image {
+            width: cols,
+            height: rows,
+            values,
+        },
+    })
+}

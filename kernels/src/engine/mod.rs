@@ -1,0 +1,61 @@
+//! Inference engines behind one trait. `tract` (pure Rust, CPU) is the
+//! default; the Jetson's TensorRT backend arrives behind its own feature.
+
+#[cfg(feature = "tract")]
+mod tract;
+
+#[cfg(feature = "tract")]
+pub use self::tract::TractEngine;
+
+/// A dense `f32` tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self, EngineError> {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(EngineError::Shape {
+                expected: shape,
+                got: data.len(),
+            });
+        }
+        Ok(Tensor { shape, data })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the model could not be loaded: {0}")]
+    Load(String),
+    #[error("the model failed to run: {0}")]
+    Run(String),
+    #[error("tensor of shape {expected:?} cannot hold {got} values")]
+    Shape { expected: Vec<usize>, got: usize },
+    #[error("the model produced {got} outputs, {expected} were expected")]
+    Outputs { expected: usize, got: usize },
+    #[error("the model produced a non-finite value in output {0}")]
+    NonFinite(usize),
+}
+
+/// A loaded model: one input tensor in, its outputs out.
+pub trait Engine: Send {
+    /// Backend name for logs and audit ("tract", "tensorrt").
+    fn backend(&self) -> &'static str;
+    /// Shape the input must have.
+    fn input_shape(&self) -> &[usize];
+    /// Runs the model. A non-finite output is an error, never a score.
+    fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>, EngineError>;
+}
+
+pub(crate) fn check_finite(outputs: &[Tensor]) -> Result<(), EngineError> {
+    match outputs
+        .iter()
+        .position(|t| t.data.iter().any(|v| !v.is_finite()))
+    {
+        Some(i) => Err(EngineError::NonFinite(i)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,61 @@
+//! Area-averaging resize: each output pixel is the mean of the input area it
+//! covers, with fractional weights at the borders. Down- and up-sampling.
+
+use super::{check, Image, PreprocessError};
+
+/// For each output index along one axis: the input indices it covers and
+/// their weights (summing to 1).
+fn spans(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
+    let scale = input as f64 / output as f64;
+    (0..output)
+        .map(|o| {
+            let start = o as f64 * scale;
+            let end = (o as f64 + 1.0) * scale;
+            let mut taps = Vec::new();
+            let mut i = start.floor() as usize;
+            while (i as f64) < end && i < input {
+                let lo = start.max(i as f64);
+                let hi = end.min(i as f64 + 1.0);
+                if hi > lo {
+                    taps.push((i, ((hi - lo) / scale) as f32));
+                }
+                i += 1;
+            }
+            taps
+        })
+        .collect()
+}
+
+pub fn area_resize(image: &Image, cols: usize, rows: usize) -> Result<Image, PreprocessError> {
+    check(image)?;
+    if cols == 0 || rows == 0 {
+        return Err(PreprocessError::Target(rows, cols));
+    }
+    if cols == image.width && rows == image.height {
+        return Ok(image.clone());
+    }
+    let xs = spans(image.width, cols);
+    let ys = spans(image.height, rows);
+    // Horizontal pass into `rows_h` (input rows × output columns).
+    let mut horizontal = vec![0.0f32; image.height * cols];
+    for (y, src) in image.values.chunks_exact(image.width).enumerate() {
+        let dst = &mut horizontal[y * cols..(y + 1) * cols];
+        for (d, taps) in dst.iter_mut().zip(&xs) {
+            *d = taps.iter().map(|&(i, w)| src[i] * w).sum();
+        }
+    }
+    let mut values = vec![0.0f32; rows * cols];
+    for (dst, taps) in values.chunks_exact_mut(cols).zip(&ys) {
+        for &(i, w) in taps {
+            let src = &horizontal[i * cols..(i + 1) * cols];
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d += s * w;
+            }
+        }
+    }
+    Ok(Image {
+        width: cols,
+        height: rows,
+        values,
+    })
+}
