@@ -82,6 +82,8 @@ def main():
         sets[name]["x"] = data.normalise(sets[name]["images"], sets[name]["meta"]).astype(np.float32)
     tr = sets["train"]
 
+    # Initial weights follow from the seed too.
+    torch.manual_seed(args.seed)
     teacher = nets.teacher()
     args.cached = set()
     t_sec = trained(os.path.join(args.work, "teacher.pt"), teacher,
@@ -90,6 +92,7 @@ def main():
     log(f"teacher: {nets.params(teacher)} parameters, trained in {t_sec:.0f} s")
     t_out = train.predict(teacher, tr["x"])
 
+    torch.manual_seed(args.seed + 1)
     student = nets.student()
     s_sec = trained(os.path.join(args.work, "student.pt"), student,
                     lambda m: train.fit(m, tr["x"], tr["labels"], tr["masks"], args.student_steps, args.batch, 4e-3,
@@ -97,6 +100,7 @@ def main():
                     args.cached, "student")
     log(f"student: {nets.params(student)} parameters, distilled in {s_sec:.0f} s")
 
+    torch.manual_seed(args.seed + 1)
     baseline = nets.student()
     b_sec = trained(os.path.join(args.work, "baseline.pt"), baseline,
                     lambda m: train.fit(m, tr["x"], tr["labels"], tr["masks"], args.student_steps, args.batch, 4e-3,
