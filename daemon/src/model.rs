@@ -38,6 +38,10 @@ pub enum ModelError {
     Preprocess(#[from] PreprocessError),
     #[error("output {name} is missing from the model's outputs")]
     MissingOutput { name: &'static str },
+    #[error("the logits output holds {got} values, the manifest declares {want}")]
+    LogitsLength { want: usize, got: usize },
+    #[error("body part {0:?} is outside this bundle's applicability")]
+    BodyPart(String),
 }
 
 /// Largest difference seen on the golden cases.
@@ -71,8 +75,25 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads the bundle's model with tract.
-    pub fn load(bundle: Bundle, variant: Variant) -> Result<Model, ModelError> {
+    /// Loads the bundle's model with tract and proves it on the bundle's
+    /// golden cases; a model that does not reproduce them is never returned.
+    pub fn load(bundle: Bundle, variant: Variant) -> Result<(Model, GoldenReport), ModelError> {
+        let mut model = Self::load_unchecked(bundle, variant)?;
+        let report = model.check_golden(None)?;
+        tracing::info!(
+            model = %model.bundle.manifest().name,
+            version = %model.bundle.manifest().version,
+            sha256 = %model.bundle.sha256_hex(),
+            ?variant,
+            backend = model.backend(),
+            golden_cases = report.cases,
+            golden_max_abs_diff = report.max_abs_diff,
+            "model loaded and proven on its golden cases"
+        );
+        Ok((model, report))
+    }
+
+    fn load_unchecked(bundle: Bundle, variant: Variant) -> Result<Model, ModelError> {
         let manifest = bundle.manifest();
         let bytes = match variant {
             Variant::Fp32 => bundle.model_bytes(),
@@ -108,16 +129,39 @@ impl Model {
         Ok(self.engine.run(input)?)
     }
 
-    /// Runs every golden case and compares with the expected outputs within
-    /// `tolerance_abs` (or `tolerance` when given, e.g. for the INT8 model).
+    /// Runs every golden case and compares with the expected outputs of this
+    /// variant within the manifest's tolerance (or `tolerance` when given).
     pub fn check_golden(&mut self, tolerance: Option<f64>) -> Result<GoldenReport, ModelError> {
         let golden = self.bundle.manifest().golden.clone();
-        let tolerance = tolerance.unwrap_or(golden.tolerance_abs);
+        let tolerance = tolerance.unwrap_or(match self.variant {
+            Variant::Fp32 => golden.tolerance_abs,
+            Variant::Int8 => golden.tolerance_abs_int8.unwrap_or(golden.tolerance_abs),
+        });
         let mut max_abs_diff = 0.0f32;
         for (case, spec) in golden.cases.iter().enumerate() {
+            let expected = match self.variant {
+                Variant::Fp32 => &spec.expected,
+                Variant::Int8 => &spec.expected_int8,
+            };
+            if expected.len() != outputs_len(&self.bundle) {
+                return Err(ModelError::GoldenFile {
+                    path: spec.input.clone(),
+                    reason: format!(
+                        "case {case} has no expected outputs for the {:?} model",
+                        self.variant
+                    ),
+                });
+            }
             let input = self.golden_array(&spec.input)?;
             let outputs = self.run(&input)?;
-            for (output, (path, got)) in spec.expected.iter().zip(&outputs).enumerate() {
+            if outputs.len() != expected.len() {
+                return Err(EngineError::Outputs {
+                    expected: expected.len(),
+                    got: outputs.len(),
+                }
+                .into());
+            }
+            for (output, (path, got)) in expected.iter().zip(&outputs).enumerate() {
                 let want = self.golden_array(path)?;
                 if want.data.len() != got.data.len() {
                     return Err(ModelError::GoldenFile {
@@ -164,9 +208,16 @@ impl Model {
         Tensor::new(array.shape, array.data).map_err(|e| err(e.to_string()))
     }
 
-    /// Preprocesses one image by its modality's route and scores it.
+    /// Preprocesses one image by its modality's route and scores it. A
+    /// finding is positive only where it applies to the image's modality.
     pub fn score(&mut self, image: &ModalityImage) -> Result<Scores, ModelError> {
         let manifest = self.bundle.manifest();
+        let parts = &manifest.applicability.body_parts;
+        if let Some(part) = &image.body_part {
+            if !parts.is_empty() && !parts.iter().any(|p| p.eq_ignore_ascii_case(part)) {
+                return Err(ModelError::BodyPart(part.clone()));
+            }
+        }
         let route = manifest
             .route_for(&image.modality)
             .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
@@ -191,21 +242,33 @@ impl Model {
             .get(logits_at)
             .ok_or(ModelError::MissingOutput { name: "logits" })?
             .data;
+        if logits.len() != manifest.logits_len() {
+            return Err(ModelError::LogitsLength {
+                want: manifest.logits_len(),
+                got: logits.len(),
+            });
+        }
         let findings = manifest
             .findings
             .iter()
             .map(|f| {
-                let logit = logits.get(f.output_index).copied().unwrap_or(f32::NAN);
+                // In range: the manifest checks output_index < logits_len.
+                let logit = logits[f.output_index];
+                let applicable = f.modalities.contains(&image.modality);
                 FindingScore {
                     id: f.id.clone(),
                     logit,
                     probability: 1.0 / (1.0 + (-logit).exp()),
                     threshold: f.threshold,
-                    positive: f64::from(logit) > f.threshold,
-                    applicable: f.modalities.contains(&image.modality),
+                    positive: applicable && f64::from(logit) > f.threshold,
+                    applicable,
                 }
             })
             .collect();
         Ok(Scores { findings })
     }
+}
+
+fn outputs_len(bundle: &Bundle) -> usize {
+    bundle.manifest().outputs.len()
 }

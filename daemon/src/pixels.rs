@@ -10,10 +10,12 @@ use firstlook_kernels::preprocess::Image;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PixelError {
-    #[error("{0} is missing or unreadable")]
+    #[error("{0} is missing, unreadable or not finite")]
     Attribute(&'static str),
     #[error("pixel data is encapsulated (transfer syntax {0}); only native pixel data is decoded so far")]
     Encapsulated(String),
+    #[error("transfer syntax {0} is unknown")]
+    UnknownSyntax(String),
     #[error(
         "{0} is not supported (only single-frame grey-scale images with 8 or 16 bits allocated)"
     )]
@@ -52,12 +54,23 @@ fn uint(obj: &DefaultDicomObject, tag: Tag, name: &'static str) -> Result<u32, P
         .ok_or(PixelError::Attribute(name))
 }
 
-fn float(obj: &DefaultDicomObject, tag: Tag, default: f64) -> f64 {
-    obj.element(tag)
+/// A decimal attribute: `default` only when it is absent; an unreadable or
+/// non-finite value is an error, never a silent default.
+fn float(
+    obj: &DefaultDicomObject,
+    tag: Tag,
+    name: &'static str,
+    default: f64,
+) -> Result<f64, PixelError> {
+    let Ok(element) = obj.element(tag) else {
+        return Ok(default);
+    };
+    element
+        .to_multi_float64()
         .ok()
-        .and_then(|e| e.to_multi_float64().ok())
         .and_then(|v| v.first().copied())
-        .unwrap_or(default)
+        .filter(|v| v.is_finite())
+        .ok_or(PixelError::Attribute(name))
 }
 
 pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelError> {
@@ -80,7 +93,7 @@ pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelEr
             )))
         }
         Some(_) => {}
-        None => return Err(PixelError::Encapsulated(syntax)),
+        None => return Err(PixelError::UnknownSyntax(syntax)),
     }
     let modality = text(obj, tags::MODALITY).ok_or(PixelError::Attribute("Modality"))?;
     let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION)
@@ -128,8 +141,11 @@ pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelEr
             got: data.len(),
         });
     }
-    let slope = float(obj, tags::RESCALE_SLOPE, 1.0) as f32;
-    let intercept = float(obj, tags::RESCALE_INTERCEPT, 0.0) as f32;
+    let slope = float(obj, tags::RESCALE_SLOPE, "RescaleSlope", 1.0)? as f32;
+    let intercept = float(obj, tags::RESCALE_INTERCEPT, "RescaleIntercept", 0.0)? as f32;
+    if slope == 0.0 {
+        return Err(PixelError::Unsupported("RescaleSlope 0".into()));
+    }
     let shift = 32 - u32::from(stored);
     let sample = |raw: u32| -> f32 {
         // Keep only the stored bits, sign-extending when signed.

@@ -3,11 +3,12 @@
 //! cases reproduce with tract, and it scores phantom DICOM studies through
 //! the daemon's own decode → preprocess → engine path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use firstlook::bundle::{Bundle, PublicKey, SecretKey, TrustStore};
-use firstlook::model::{Model, Variant};
+use firstlook::bundle::{build, Bundle, PublicKey, SecretKey, TrustStore};
+use firstlook::model::{Model, ModelError, Variant};
 use firstlook::pixels::modality_image;
+use firstlook_kernels::npy;
 use firstlook_phantom::{Finding, Kind, StudySpec};
 
 fn bundle_path() -> PathBuf {
@@ -70,35 +71,74 @@ fn flipping_bytes_anywhere_in_the_demo_bundle_makes_it_fail() {
 #[test]
 fn golden_cases_reproduce_with_tract_within_the_manifest_tolerance() {
     let bundle = Bundle::verify(bytes(), &TrustStore::demo()).unwrap();
-    let tolerance = bundle.manifest().golden.tolerance_abs;
-    let mut model = Model::load(bundle, Variant::Fp32).unwrap();
-    let report = model.check_golden(None).unwrap();
-    assert!(report.cases >= 3);
-    assert!(f64::from(report.max_abs_diff) <= tolerance);
+    let golden = bundle.manifest().golden.clone();
+    let (_, report) = Model::load(bundle, Variant::Fp32).unwrap();
+    assert!(report.cases >= 4);
+    assert!(f64::from(report.max_abs_diff) <= golden.tolerance_abs);
+    // The INT8 model against its own expected outputs (from onnxruntime).
+    let bundle = Bundle::verify(bytes(), &TrustStore::demo()).unwrap();
+    let (_, report) = Model::load(bundle, Variant::Int8).unwrap();
+    assert!(f64::from(report.max_abs_diff) <= golden.tolerance_abs_int8.unwrap());
+}
+
+/// The demo bundle's staging folder, rebuilt from its own files, with
+/// `change` applied, signed again with the (public) demo key.
+fn resigned(change: impl FnOnce(&Path)) -> Bundle {
+    let bundle = Bundle::verify(bytes(), &TrustStore::demo()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("golden")).unwrap();
+    for f in &bundle.manifest().files {
+        std::fs::write(dir.path().join(&f.path), bundle.file(&f.path).unwrap()).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("manifest.toml"),
+        toml::to_string(bundle.manifest()).unwrap(),
+    )
+    .unwrap();
+    change(dir.path());
+    let key = SecretKey::load(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/demo/keys/demo-vendor-TEST-KEY-NOT-SECRET.secret"),
+    )
+    .unwrap();
+    Bundle::verify(build(dir.path(), &key).unwrap(), &TrustStore::demo()).unwrap()
 }
 
 #[test]
-fn a_wrong_golden_expectation_is_caught() {
-    let bundle = Bundle::verify(bytes(), &TrustStore::demo()).unwrap();
-    let mut model = Model::load(bundle, Variant::Fp32).unwrap();
-    // Far tighter than float noise allows between engines: must fail or be
-    // exactly equal, and tract and onnxruntime never agree to 1e-12 on all values.
-    assert!(model.check_golden(Some(1e-12)).is_err());
+fn a_validly_signed_bundle_whose_model_misses_its_golden_outputs_is_refused() {
+    let bundle = resigned(|dir| {
+        let path = dir.join("golden/case0_logits.npy");
+        let mut array = npy::decode(&std::fs::read(&path).unwrap()).unwrap();
+        array.data[0] += 0.01;
+        std::fs::write(&path, npy::encode(&array)).unwrap();
+    });
+    match Model::load(bundle, Variant::Fp32) {
+        Err(ModelError::GoldenMismatch {
+            case: 0,
+            output: 0,
+            index: 0,
+            ..
+        }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a model that misses its golden outputs was loaded"),
+    }
 }
 
 #[test]
-fn the_int8_model_runs_and_stays_close_to_fp32() {
+fn the_manifest_routes_are_the_phantom_training_pipelines() {
     let bundle = Bundle::verify(bytes(), &TrustStore::demo()).unwrap();
-    let mut model = Model::load(bundle, Variant::Int8).unwrap();
-    let report = model.check_golden(Some(1.0)).unwrap();
-    assert!(
-        report.max_abs_diff > 0.0,
-        "INT8 should not be bit-identical"
-    );
+    let m = bundle.manifest();
+    let side = m.inputs[0].shape[3] as usize;
+    for modality in ["CR", "DX"] {
+        let route = m.route_for(modality).unwrap().pipeline().unwrap();
+        assert_eq!(route, firstlook_phantom::training::chest_pipeline(side));
+    }
+    let route = m.route_for("CT").unwrap().pipeline().unwrap();
+    assert_eq!(route, firstlook_phantom::training::head_pipeline(side));
 }
 
-/// Probability of `finding` for a phantom study's image (the max over CT slices).
-fn score(model: &mut Model, spec: &StudySpec, finding: &str) -> f32 {
+/// (probability, flagged) of `finding` for a phantom study (the max over CT slices).
+fn score(model: &mut Model, spec: &StudySpec, finding: &str) -> (f32, bool) {
     firstlook_phantom::generate(spec)
         .unwrap()
         .iter()
@@ -111,15 +151,22 @@ fn score(model: &mut Model, spec: &StudySpec, finding: &str) -> f32 {
             let scores = model.score(&image).unwrap();
             let f = scores.findings.iter().find(|f| f.id == finding).unwrap();
             assert!(f.applicable);
-            f.probability
+            for other in scores.findings.iter().filter(|o| !o.applicable) {
+                assert!(
+                    !other.positive,
+                    "{} flagged on a {}",
+                    other.id, image.modality
+                );
+            }
+            (f.probability, f.positive)
         })
-        .fold(0.0, f32::max)
+        .fold((0.0, false), |(p, flag), (q, f)| (p.max(q), flag || f))
 }
 
 #[test]
 fn phantom_studies_score_higher_with_their_finding_than_without() {
     let bundle = Bundle::verify(bytes(), &TrustStore::demo()).unwrap();
-    let mut model = Model::load(bundle, Variant::Fp32).unwrap();
+    let (mut model, _) = Model::load(bundle, Variant::Fp32).unwrap();
     let mut pairs = Vec::new();
     for seed in 900..904 {
         for (kind, finding, name) in [

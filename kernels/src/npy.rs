@@ -1,5 +1,5 @@
-//! The NumPy `.npy` format (version 1.0, little-endian `f32` or `u8`, C
-//! order): training arrays written by `firstlook-phantom`, golden tensors
+//! The NumPy `.npy` format (little-endian `f32`, C order; written as
+//! version 1.0): training arrays written by `firstlook-phantom`, golden tensors
 //! read from model bundles.
 
 use std::io::Write;

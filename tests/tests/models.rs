@@ -150,3 +150,48 @@ fn bundle_try_refuses_compressed_pixel_data_with_a_clear_error() {
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("encapsulated"), "{out}");
 }
+
+/// Modality values of a real file as pydicom decodes them (its own
+/// `apply_modality_lut`), summarised: count, sum, min, max and every 9973rd value.
+fn pydicom_summary(path: &Path) -> Vec<f64> {
+    let script = "import sys, numpy as np, pydicom\n\
+        from pydicom.pixels import apply_modality_lut\n\
+        d = pydicom.dcmread(sys.argv[1])\n\
+        a = apply_modality_lut(d.pixel_array, d).astype(np.float64).ravel()\n\
+        print(len(a), a.sum(), a.min(), a.max(), *a[::9973])\n";
+    let out = run_cmd(
+        Command::new("python3").arg("-c").arg(script).arg(path),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "pydicom:\n{out}");
+    out.stdout
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn decoded_values_match_pydicom_pixel_for_pixel_on_real_files() {
+    for name in ["RG1_UNCR.dcm", "693_UNCR.dcm", "693_UNCI.dcm"] {
+        let path = pydicom_test_file(name);
+        let image = modality_image(&dicom_object::open_file(&path).unwrap()).unwrap();
+        let values: Vec<f64> = image.image.values.iter().map(|&v| f64::from(v)).collect();
+        let ours: Vec<f64> = [
+            values.len() as f64,
+            values.iter().sum(),
+            values.iter().copied().fold(f64::MAX, f64::min),
+            values.iter().copied().fold(f64::MIN, f64::max),
+        ]
+        .into_iter()
+        .chain(values.iter().step_by(9973).copied())
+        .collect();
+        let theirs = pydicom_summary(&path);
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{name} item {i}: ours {a}, pydicom {b}"
+            );
+        }
+    }
+}

@@ -271,6 +271,9 @@ pub struct ReferenceStats {
 #[serde(deny_unknown_fields)]
 pub struct Golden {
     pub tolerance_abs: f64,
+    /// Tolerance for the INT8 model against its own expected outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_abs_int8: Option<f64>,
     pub cases: Vec<GoldenCase>,
 }
 
@@ -280,6 +283,10 @@ pub struct GoldenCase {
     pub input: String,
     /// One per output, in the order of `outputs`.
     pub expected: Vec<String>,
+    /// The INT8 model's outputs for the same input; required when the
+    /// bundle has an INT8 model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expected_int8: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -679,6 +686,35 @@ impl Manifest {
             }
             for path in &case.expected {
                 self.require_listed(&format!("golden.cases[{i}].expected"), path, Role::Golden)?;
+            }
+            if self.int8_model_file().is_some() || !case.expected_int8.is_empty() {
+                if case.expected_int8.len() != self.outputs.len() {
+                    return Err(invalid(
+                        format!("golden.cases[{i}].expected_int8"),
+                        format!(
+                            "an INT8 model needs its own expected outputs, one file per output ({})",
+                            self.outputs.len()
+                        ),
+                    ));
+                }
+                for path in &case.expected_int8 {
+                    self.require_listed(
+                        &format!("golden.cases[{i}].expected_int8"),
+                        path,
+                        Role::Golden,
+                    )?;
+                }
+            }
+        }
+        if self.int8_model_file().is_some() {
+            match g.tolerance_abs_int8 {
+                Some(t) if t.is_finite() && t >= 0.0 => {}
+                _ => {
+                    return Err(invalid(
+                        "golden.tolerance_abs_int8",
+                        "required with an INT8 model; must be finite and >= 0",
+                    ))
+                }
             }
         }
         Ok(())

@@ -661,8 +661,35 @@ fn staging_folders_are_checked() {
         Err(BuildError::Manifest(ManifestError::ModelFiles { count: 0 }))
     ));
 
+    // An INT8 model needs its own golden outputs and tolerance.
     let dir = staging();
     write(dir.path(), "model.int8.onnx", b"int8");
+    assert!(matches!(
+        build(dir.path(), &key),
+        Err(BuildError::Manifest(ManifestError::Invalid { ref field, .. })) if field.contains("expected_int8")
+    ));
+    let manifest = STAGING_MANIFEST
+        .replace(
+            "expected = [\"golden/case0_logits.npy\", \"golden/case0_heatmap.npy\"]",
+            "expected = [\"golden/case0_logits.npy\", \"golden/case0_heatmap.npy\"]\n\
+             expected_int8 = [\"golden/case0_int8_logits.npy\", \"golden/case0_int8_heatmap.npy\"]",
+        )
+        .replace(
+            "tolerance_abs = 1e-3",
+            "tolerance_abs = 1e-3\ntolerance_abs_int8 = 0.05",
+        );
+    let dir = staging_with(&manifest);
+    write(dir.path(), "model.int8.onnx", b"int8");
+    write(
+        dir.path(),
+        "golden/case0_int8_logits.npy",
+        b"\x93NUMPY\x01\x00int8 logits",
+    );
+    write(
+        dir.path(),
+        "golden/case0_int8_heatmap.npy",
+        b"\x93NUMPY\x01\x00int8 heatmap",
+    );
     write(dir.path(), "LICENSE", b"none");
     let bundle = Bundle::verify(build(dir.path(), &key).unwrap(), &trusting(&key)).unwrap();
     assert_eq!(bundle.int8_model_bytes(), Some(&b"int8"[..]));

@@ -38,6 +38,8 @@ pub enum PreprocessError {
     Std(f32),
     #[error("window is invalid: {0}")]
     Window(String),
+    #[error("the image has no usable range to window ({lo} to {hi}): blank or unreadable")]
+    Flat { lo: f32, hi: f32 },
 }
 
 /// The steps for one route (one set of modalities), as the bundle manifest
@@ -73,7 +75,7 @@ impl Pipeline {
         self.validate()?;
         check(image)?;
         let small = area_resize(image, self.cols, self.rows)?;
-        let mut out = self.window.apply(&small.values);
+        let mut out = self.window.apply(&small.values)?;
         if monochrome1 && self.invert_monochrome1 {
             for v in &mut out {
                 *v = 1.0 - *v;

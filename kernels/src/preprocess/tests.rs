@@ -37,7 +37,7 @@ fn fixed_window_maps_centre_to_half_and_clamps() {
         width: 80.0,
     };
     assert_eq!(
-        w.apply(&[-1000.0, 0.0, 40.0, 80.0, 3000.0]),
+        w.apply(&[-1000.0, 0.0, 40.0, 80.0, 3000.0]).unwrap(),
         vec![0.0, 0.0, 0.5, 1.0, 1.0]
     );
 }
@@ -51,10 +51,33 @@ fn percentile_window_ignores_outliers() {
         low: 1.0,
         high: 99.0,
     }
-    .apply(&values);
+    .apply(&values)
+    .unwrap();
     assert_eq!(out[0], 0.0);
     assert_eq!(out[999], 1.0);
     assert!((out[500] - 0.5).abs() < 0.01);
+}
+
+#[test]
+fn a_flat_or_unreadable_image_is_an_error_not_a_blank_input() {
+    let w = Window::Percentile {
+        low: 0.5,
+        high: 99.5,
+    };
+    assert!(matches!(
+        w.apply(&[7.0; 100]),
+        Err(PreprocessError::Flat { .. })
+    ));
+    assert!(matches!(
+        w.apply(&[f32::NAN; 100]),
+        Err(PreprocessError::Flat { .. })
+    ));
+    assert!(Window::Fixed {
+        center: 40.0,
+        width: 80.0
+    }
+    .apply(&[7.0; 100])
+    .is_ok());
 }
 
 #[test]

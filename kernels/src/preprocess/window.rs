@@ -45,14 +45,16 @@ impl Window {
         }
     }
 
-    pub fn apply(&self, values: &[f32]) -> Vec<f32> {
+    /// Maps `values` to [0, 1]. An image with no usable range (constant, or
+    /// no finite value) is an error: a blank input must never be scored.
+    pub fn apply(&self, values: &[f32]) -> Result<Vec<f32>, PreprocessError> {
         let (lo, hi) = self.bounds(values);
         let span = hi - lo;
         if span <= 0.0 || !span.is_finite() {
-            return vec![0.0; values.len()];
+            return Err(PreprocessError::Flat { lo, hi });
         }
         let inv = 1.0 / span;
-        values
+        Ok(values
             .iter()
             .map(|&v| {
                 let t = (v - lo) * inv;
@@ -62,7 +64,7 @@ impl Window {
                     t.clamp(0.0, 1.0)
                 }
             })
-            .collect()
+            .collect())
     }
 }
 

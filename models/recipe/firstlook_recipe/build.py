@@ -67,20 +67,36 @@ def main():
         args.teacher_steps = args.student_steps = 3
         args.batch = 4
         args.work = os.path.join(args.work, "smoke")
+        args.out = os.path.join(args.work, "demo")
         args.fresh = True
     if args.fresh and os.path.exists(args.work):
         shutil.rmtree(args.work)
     os.makedirs(args.work, exist_ok=True)
+    # Cached stages are reused only for the parameters they were made with.
+    params = {k: getattr(args, k) for k in ("seed", "train", "val", "test", "teacher_steps", "student_steps",
+                                            "batch")}
+    params_path = os.path.join(args.work, "params.json")
+    if os.path.exists(params_path) and json.load(open(params_path)) != params:
+        raise SystemExit(f"{args.work} was made with {json.load(open(params_path))}; run with --fresh")
+    json.dump(params, open(params_path, "w"))
     phantom = tool("firstlook-phantom")
     started = time.time()
 
     log("generating synthetic training, validation and held-out sets with firstlook-phantom")
     sets = {}
+    data_seconds_path = os.path.join(args.work, "data_seconds.json")
+    data_cached = os.path.exists(data_seconds_path)
+    data_started = time.time()
     for name, seed, count in [("train", args.seed * 1000 + 1, args.train), ("val", args.seed * 1000 + 2, args.val),
                               ("test", args.seed * 1000 + 3, args.test)]:
         sets[name] = data.generate(phantom, os.path.join(args.work, name), seed, count)
         sets[name]["x"] = data.normalise(sets[name]["images"], sets[name]["meta"]).astype(np.float32)
     tr = sets["train"]
+    if data_cached:
+        args.cached_data_seconds = json.load(open(data_seconds_path))["seconds"]
+    else:
+        json.dump({"seconds": time.time() - data_started}, open(data_seconds_path, "w"))
+        args.cached_data_seconds = 0.0
 
     # Initial weights follow from the seed too.
     torch.manual_seed(args.seed)
