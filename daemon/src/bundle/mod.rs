@@ -120,8 +120,8 @@ impl Bundle {
         Bundle::verify(bytes, trust)
     }
 
-    /// Verifies a bundle held in memory: container, manifest, files, then
-    /// signature.
+    /// Verifies a bundle held in memory: container, signature, manifest,
+    /// then files.
     pub fn verify(bytes: Vec<u8>, trust: &TrustStore) -> Result<Bundle, BundleError> {
         let (manifest, files, signer) = {
             let entries = container::decode(&bytes)?;
@@ -134,8 +134,8 @@ impl Bundle {
             let Some((last, body)) = rest.split_last().filter(|(l, _)| l.name == SIGNATURE) else {
                 return Err(BundleError::Layout("the last entry must be signature.toml"));
             };
-            let manifest = Manifest::from_toml_bytes(first.data)?;
-            let files = check_files(&manifest, body)?;
+            // The signature first: nothing unsigned is parsed beyond the
+            // container and the signature file itself.
             let signature = SignatureFile::parse(last.data).map_err(BundleError::SignatureFile)?;
             let signer = trust
                 .find(&signature.key_id)
@@ -145,6 +145,8 @@ impl Bundle {
             if !signature.verifies(first.data, &signer.key) {
                 return Err(BundleError::BadSignature);
             }
+            let manifest = Manifest::from_toml_bytes(first.data)?;
+            let files = check_files(&manifest, body)?;
             (manifest, files, signer.clone())
         };
         if manifest.clinical_use && signer.key == PublicKey::demo_vendor() {
