@@ -175,3 +175,121 @@ pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelEr
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    use super::*;
+
+    /// A 2×2 single-frame image with the given pixel attributes and raw pixel bytes.
+    fn object(
+        bits: u16,
+        stored: u16,
+        signed: bool,
+        pixels: Vec<u8>,
+        extra: &[(Tag, &str)],
+    ) -> DefaultDicomObject {
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put_str(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE);
+        obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, "2.25.1");
+        obj.put_str(tags::MODALITY, VR::CS, "CT");
+        obj.put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+        for (tag, value) in [
+            (tags::SAMPLES_PER_PIXEL, 1),
+            (tags::ROWS, 2),
+            (tags::COLUMNS, 2),
+            (tags::BITS_ALLOCATED, bits),
+            (tags::BITS_STORED, stored),
+            (tags::HIGH_BIT, stored - 1),
+            (tags::PIXEL_REPRESENTATION, u16::from(signed)),
+        ] {
+            obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
+        }
+        for &(tag, value) in extra {
+            obj.put_str(tag, VR::DS, value);
+        }
+        let vr = if bits == 8 { VR::OB } else { VR::OW };
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            vr,
+            PrimitiveValue::from(pixels),
+        ));
+        obj.with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .media_storage_sop_class_uid(uids::CT_IMAGE_STORAGE)
+                .media_storage_sop_instance_uid("2.25.1"),
+        )
+        .unwrap()
+    }
+
+    fn words(values: [u16; 4]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn signed_12_bit_values_are_sign_extended_and_garbage_high_bits_dropped() {
+        // 0x0FFF is -1 in 12 bits; 0xF800 | 0x0800 keeps only 0x800 = -2048.
+        let obj = object(16, 12, true, words([0x0FFF, 0x0001, 0xF800, 0x07FF]), &[]);
+        let img = modality_image(&obj).unwrap();
+        assert_eq!(img.image.values, vec![-1.0, 1.0, -2048.0, 2047.0]);
+    }
+
+    #[test]
+    fn unsigned_values_are_masked_to_bits_stored_and_rescaled() {
+        let obj = object(
+            16,
+            12,
+            false,
+            words([0xF000, 0x0001, 0x0FFF, 0x1400]),
+            &[
+                (tags::RESCALE_SLOPE, "2"),
+                (tags::RESCALE_INTERCEPT, "-1024"),
+            ],
+        );
+        let img = modality_image(&obj).unwrap();
+        assert_eq!(img.image.values, vec![-1024.0, -1022.0, 7166.0, 1024.0]);
+    }
+
+    #[test]
+    fn eight_bit_signed_pixels_decode() {
+        let obj = object(8, 8, true, vec![0x80, 0xFF, 0x00, 0x7F], &[]);
+        let img = modality_image(&obj).unwrap();
+        assert_eq!(img.image.values, vec![-128.0, -1.0, 0.0, 127.0]);
+    }
+
+    #[test]
+    fn bad_rescale_or_short_pixel_data_is_an_error() {
+        let obj = object(
+            16,
+            16,
+            false,
+            words([1, 2, 3, 4]),
+            &[(tags::RESCALE_SLOPE, "abc")],
+        );
+        assert!(matches!(
+            modality_image(&obj),
+            Err(PixelError::Attribute("RescaleSlope"))
+        ));
+        let obj = object(
+            16,
+            16,
+            false,
+            words([1, 2, 3, 4]),
+            &[(tags::RESCALE_SLOPE, "0")],
+        );
+        assert!(matches!(
+            modality_image(&obj),
+            Err(PixelError::Unsupported(_))
+        ));
+        let obj = object(16, 16, false, vec![0; 6], &[]);
+        assert!(matches!(
+            modality_image(&obj),
+            Err(PixelError::Length { .. })
+        ));
+    }
+}
