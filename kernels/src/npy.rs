@@ -74,10 +74,9 @@ pub fn write_f32_values(w: &mut impl Write, values: &[f32]) -> std::io::Result<(
 
 /// Encodes a whole `f32` array.
 pub fn encode(array: &Array) -> Vec<u8> {
-    let mut out = header("<f4", &array.shape);
-    for v in &array.data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    let mut out = Vec::with_capacity(128 + array.data.len() * 4);
+    write_f32_header(&mut out, &array.shape).expect("writing to a Vec cannot fail");
+    write_f32_values(&mut out, &array.data).expect("writing to a Vec cannot fail");
     out
 }
 

@@ -33,6 +33,15 @@ fn text(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> String {
         .to_owned()
 }
 
+/// Pixel Data as 16-bit little-endian words.
+fn pixels(obj: &DefaultDicomObject) -> Vec<u16> {
+    let bytes = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+    bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
 fn uint(obj: &DefaultDicomObject, tag: dicom_object::Tag) -> u32 {
     obj.element(tag).unwrap().to_int::<u32>().unwrap()
 }
@@ -203,17 +212,7 @@ fn acquisition_attributes_are_in_range() {
         let ei: f64 = text(&obj, tags::EXPOSURE_INDEX).parse().unwrap();
         assert!((100.0..=600.0).contains(&ei), "{ei}");
         let bits = uint(&obj, tags::BITS_STORED);
-        let bytes = obj
-            .element(tags::PIXEL_DATA)
-            .unwrap()
-            .to_bytes()
-            .unwrap()
-            .into_owned();
-        let max = bytes
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .max()
-            .unwrap();
+        let max = pixels(&obj).into_iter().max().unwrap();
         assert!(u32::from(max) < (1 << bits), "{max} in {bits} bits");
 
         let slice = parse(&generate_instance(&ct(seed, 26), 13).unwrap().file_bytes);
@@ -308,14 +307,8 @@ fn some_seeds_give_monochrome1_cr_with_inverted_pixels() {
     // as a fraction of the largest stored value.
     let corner = |seed| {
         let obj = parse(&generate(&cr(seed)).unwrap()[0].file_bytes);
-        let bytes = obj
-            .element(tags::PIXEL_DATA)
-            .unwrap()
-            .to_bytes()
-            .unwrap()
-            .into_owned();
         let max = ((1u32 << uint(&obj, tags::BITS_STORED)) - 1) as f64;
-        f64::from(u16::from_le_bytes([bytes[0], bytes[1]])) / max
+        f64::from(pixels(&obj)[0]) / max
     };
     let mono1_seed = (0..12).find(|&s| all[s as usize] == "MONOCHROME1").unwrap();
     let mono2_seed = (0..12).find(|&s| all[s as usize] == "MONOCHROME2").unwrap();

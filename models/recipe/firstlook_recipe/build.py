@@ -108,20 +108,19 @@ def main():
     log(f"teacher: {nets.params(teacher)} parameters, trained in {t_sec:.0f} s")
     t_out = train.predict(teacher, tr["x"])
 
-    torch.manual_seed(args.seed + 1)
-    student = nets.student()
-    s_sec = trained(os.path.join(args.work, "student.pt"), student,
-                    lambda m: train.fit(m, tr["x"], tr["labels"], tr["masks"], args.student_steps, args.batch, 4e-3,
-                                        args.seed + 1, teacher_out=t_out, log=log, name="student"),
-                    args.cached, "student")
-    log(f"student: {nets.params(student)} parameters, distilled in {s_sec:.0f} s")
+    def train_student(name, label, **how):
+        """A student from the same seed, trained `how` (with the teacher's outputs, or labels only)."""
+        torch.manual_seed(args.seed + 1)
+        model = nets.student()
+        sec = trained(os.path.join(args.work, f"{name}.pt"), model,
+                      lambda m: train.fit(m, tr["x"], tr["labels"], tr["masks"], args.student_steps, args.batch,
+                                          4e-3, args.seed + 1, log=log, name=label, **how),
+                      args.cached, name)
+        return model, sec
 
-    torch.manual_seed(args.seed + 1)
-    baseline = nets.student()
-    b_sec = trained(os.path.join(args.work, "baseline.pt"), baseline,
-                    lambda m: train.fit(m, tr["x"], tr["labels"], tr["masks"], args.student_steps, args.batch, 4e-3,
-                                        args.seed + 1, use_masks=False, log=log, name="no-distillation"),
-                    args.cached, "baseline")
+    student, s_sec = train_student("student", "student", teacher_out=t_out)
+    log(f"student: {nets.params(student)} parameters, distilled in {s_sec:.0f} s")
+    baseline, b_sec = train_student("baseline", "no-distillation", use_masks=False)
     log(f"no-distillation student trained in {b_sec:.0f} s")
 
     from . import package
