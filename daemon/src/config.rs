@@ -22,6 +22,81 @@ pub struct Config {
     pub scanners: Vec<Scanner>,
     #[serde(default)]
     pub destinations: Vec<Destination>,
+    #[serde(default)]
+    pub triage: Triage,
+}
+
+/// The model beside the spine: what runs, where, and how series are gathered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triage {
+    /// Off: images are only kept and forwarded.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// A signed bundle file; without it the embedded demo bundle is used.
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
+    /// Public keys (one-line files from `firstlook-provision bundle keygen`)
+    /// whose bundles are trusted; without any, only the demo vendor key,
+    /// which cannot sign a bundle for clinical use.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    #[serde(default)]
+    pub engine: EngineChoice,
+    /// Inference threads; each holds its own copy of the model.
+    #[serde(default = "default_triage_workers")]
+    pub workers: Bounded<1, 64>,
+    /// Instances read ahead from the spool for the workers.
+    #[serde(default = "default_triage_queue")]
+    pub queue: Bounded<1, 10_000>,
+    /// A series without a known slice count is judged this long after its last slice.
+    #[serde(default = "default_series_idle")]
+    pub series_idle_secs: Bounded<1, 3600>,
+}
+
+/// Which inference backend runs the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// The best backend this build and machine have.
+    #[default]
+    Auto,
+    Tract,
+    Onnxruntime,
+    Tensorrt,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_triage_workers() -> Bounded<1, 64> {
+    Bounded(1)
+}
+fn default_triage_queue() -> Bounded<1, 10_000> {
+    Bounded(32)
+}
+fn default_series_idle() -> Bounded<1, 3600> {
+    Bounded(10)
+}
+
+impl Default for Triage {
+    fn default() -> Self {
+        Triage {
+            enabled: true,
+            bundle: None,
+            trusted_keys: Vec::new(),
+            engine: EngineChoice::Auto,
+            workers: default_triage_workers(),
+            queue: default_triage_queue(),
+            series_idle_secs: default_series_idle(),
+        }
+    }
+}
+
+impl Triage {
+    pub fn series_idle(&self) -> Duration {
+        Duration::from_secs(self.series_idle_secs.get())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -549,6 +624,7 @@ impl Config {
                 ],
             }],
             destinations: Vec::new(),
+            triage: Triage::default(),
         }
     }
 
@@ -616,6 +692,8 @@ fn fix_for(message: &str) -> String {
     } else if let Some(rest) = message.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or("");
         format!("add `{key} = ...` to this table (see README's configuration example)")
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed in the message".into()
     } else if message.contains("invalid type") {
         "give the value the expected type: quote strings, no quotes around numbers".into()
     } else if message.contains("invalid socket address") {

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::forward;
+use crate::inference::{self, DecisionEvent, Events};
 use crate::ingest::Ingest;
 use crate::spool::{RecoveryReport, Spool, SpoolError, SpoolOptions};
 
@@ -32,6 +33,7 @@ pub struct Daemon {
     pub listen_addr: SocketAddr,
     pub spool: Arc<Spool>,
     pub recovery: RecoveryReport,
+    events: Events,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -84,8 +86,14 @@ impl Daemon {
         tasks.push(tokio::spawn(retire(
             Arc::clone(&spool),
             config.spool.retention(),
-            rx,
+            rx.clone(),
         )));
+        let events = inference::events();
+        if config.triage.enabled {
+            tasks.extend(
+                inference::start(&config.triage, Arc::clone(&spool), events.clone(), rx).await,
+            );
+        }
         // Anything recovered is due now.
         spool.notify_work();
         tracing::info!(message = "firstlookd ready", listen = %listen_addr, ae_title = %config.node.ae_title);
@@ -93,9 +101,15 @@ impl Daemon {
             listen_addr,
             spool,
             recovery,
+            events,
             shutdown,
             tasks,
         })
+    }
+
+    /// Every triage decision from now on, as it is stored.
+    pub fn subscribe_decisions(&self) -> tokio::sync::broadcast::Receiver<Arc<DecisionEvent>> {
+        self.events.subscribe()
     }
 
     /// Stops accepting, lets workers finish their step, and returns.

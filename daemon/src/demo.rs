@@ -67,12 +67,13 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     println!("firstlook demo — synthetic phantom studies, not for clinical use");
     println!("working folder: {}", dir.path().display());
 
-    let sink_cfg = node_config(
+    let mut sink_cfg = node_config(
         Config::embedded_defaults(),
         "DEMOPACS",
         &dir.path().join("pacs"),
         "127.0.0.1:0".parse()?,
     )?;
+    sink_cfg.triage.enabled = false;
     let sink = Daemon::start(sink_cfg)
         .await
         .context("starting the demo PACS sink")?;
@@ -99,6 +100,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         "firstlookd listening on {} as FIRSTLOOK; PACS sink DEMOPACS on {}",
         daemon.listen_addr, sink.listen_addr
     );
+    let alerts = tokio::spawn(print_decisions(daemon.subscribe_decisions()));
 
     let started = Instant::now();
     let mut sent = 0usize;
@@ -159,6 +161,19 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let units = studies().len();
+    let decided = loop {
+        let r = status::report(daemon.spool.dir())?;
+        let t = r.triage.as_ref();
+        let units_done = t.map_or(0, |t| t.decided_units);
+        if units_done as usize >= units && t.is_some_and(|t| t.queue == 0) {
+            break r;
+        }
+        if Instant::now() > deadline {
+            bail!("triage did not decide on every study within two minutes:\n{r}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let sink_report = status::report(sink.spool.dir())?;
     println!();
     println!("sent by the scanner:        {sent} instances");
@@ -173,6 +188,12 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         "arrived at the PACS sink:   {} instances",
         sink_report.instances
     );
+    if let Some(t) = &decided.triage {
+        println!(
+            "triage decisions:           {} urgent, {} no finding, {} not assessable, {} errors",
+            t.urgent, t.no_finding, t.not_assessable, t.errors
+        );
+    }
     println!("end to end in {:.1} s", started.elapsed().as_secs_f64());
     if sink_report.instances as usize != sent {
         bail!(
@@ -191,5 +212,55 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     }
     daemon.stop().await;
     sink.stop().await;
+    alerts.abort();
     Ok(())
+}
+
+/// Prints each decision as it is made, alerts first in line.
+async fn print_decisions(
+    mut rx: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::inference::DecisionEvent>>,
+) {
+    use crate::triage::Outcome;
+    loop {
+        let event = match rx.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                println!("({n} decisions not shown)");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let d = &event.decision;
+        let tag = match d.outcome {
+            Outcome::Urgent => "ALERT ",
+            Outcome::Finding => "FINDING",
+            Outcome::NoFinding => "  ok  ",
+            Outcome::NotAssessable => "NOT ASSESSABLE",
+            Outcome::Error => "ERROR ",
+        };
+        let score = match (d.score, d.threshold) {
+            (Some(s), Some(t)) => format!(
+                "score {s:6.2} {} {t:.2}",
+                if f64::from(s) > t { ">" } else { "<=" }
+            ),
+            _ => String::new(),
+        };
+        let label = if d.model.clinical_use {
+            ""
+        } else {
+            " — synthetic model, not for clinical use"
+        };
+        println!(
+            "{tag} {:<24} {:<3} {score}  {} ms from C-STORE to decision ({}){}{}",
+            d.finding_display.as_deref().unwrap_or("(no model)"),
+            d.modality,
+            d.decided_at_ms - d.received_last_ms,
+            d.completion,
+            d.reason
+                .as_deref()
+                .map(|r| format!(" — {r}"))
+                .unwrap_or_default(),
+            label,
+        );
+    }
 }

@@ -6,6 +6,7 @@ use firstlook_kernels::npy;
 use firstlook_kernels::preprocess::PreprocessError;
 
 use crate::bundle::Bundle;
+use crate::config::EngineChoice;
 use crate::pixels::ModalityImage;
 
 /// Which of the bundle's models to run.
@@ -42,6 +43,8 @@ pub enum ModelError {
     LogitsLength { want: usize, got: usize },
     #[error("body part {0:?} is outside this bundle's applicability")]
     BodyPart(String),
+    #[error("engine {0}")]
+    EngineUnavailable(String),
 }
 
 /// Largest difference seen on the golden cases.
@@ -78,7 +81,17 @@ impl Model {
     /// Loads the bundle's model with tract and proves it on the bundle's
     /// golden cases; a model that does not reproduce them is never returned.
     pub fn load(bundle: Bundle, variant: Variant) -> Result<(Model, GoldenReport), ModelError> {
-        let mut model = Self::load_unchecked(bundle, variant)?;
+        Self::load_with(bundle, variant, EngineChoice::Auto)
+    }
+
+    /// [`Model::load`] on the chosen backend. `Auto` is the best this build
+    /// has; a backend this build lacks is an error, never a silent fallback.
+    pub fn load_with(
+        bundle: Bundle,
+        variant: Variant,
+        engine: EngineChoice,
+    ) -> Result<(Model, GoldenReport), ModelError> {
+        let mut model = Self::load_unchecked(bundle, variant, engine)?;
         let report = model.check_golden(None)?;
         tracing::info!(
             model = %model.bundle.manifest().name,
@@ -93,7 +106,24 @@ impl Model {
         Ok((model, report))
     }
 
-    fn load_unchecked(bundle: Bundle, variant: Variant) -> Result<Model, ModelError> {
+    fn load_unchecked(
+        bundle: Bundle,
+        variant: Variant,
+        engine: EngineChoice,
+    ) -> Result<Model, ModelError> {
+        match engine {
+            EngineChoice::Auto | EngineChoice::Tract => {}
+            EngineChoice::Onnxruntime => {
+                return Err(ModelError::EngineUnavailable(
+                    "onnxruntime: this build has no onnxruntime backend".into(),
+                ))
+            }
+            EngineChoice::Tensorrt => {
+                return Err(ModelError::EngineUnavailable(
+                    "tensorrt: this build has no TensorRT backend".into(),
+                ))
+            }
+        }
         let manifest = bundle.manifest();
         let bytes = match variant {
             Variant::Fp32 => bundle.model_bytes(),
@@ -219,35 +249,12 @@ impl Model {
             }
         }
         let route = manifest
-            .route_for(&image.modality)
-            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
-        let pipeline = route
-            .pipeline()
-            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
-        let values = pipeline.run(&image.image, image.monochrome1)?;
-        let shape: Vec<usize> = manifest.inputs[0]
-            .shape
+            .preprocessing
             .iter()
-            .map(|&d| d as usize)
-            .collect();
-        let input = Tensor::new(shape, values)?;
-        let outputs = self.engine.run(&input)?;
+            .position(|p| p.modalities.contains(&image.modality))
+            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
+        let logits = self.logits(image, route)?;
         let manifest = self.bundle.manifest();
-        let logits_at = manifest
-            .outputs
-            .iter()
-            .position(|o| o.name == "logits")
-            .ok_or(ModelError::MissingOutput { name: "logits" })?;
-        let logits = &outputs
-            .get(logits_at)
-            .ok_or(ModelError::MissingOutput { name: "logits" })?
-            .data;
-        if logits.len() != manifest.logits_len() {
-            return Err(ModelError::LogitsLength {
-                want: manifest.logits_len(),
-                got: logits.len(),
-            });
-        }
         let findings = manifest
             .findings
             .iter()
@@ -266,6 +273,43 @@ impl Model {
             })
             .collect();
         Ok(Scores { findings })
+    }
+}
+
+impl Model {
+    /// The logits for one image through preprocessing route `route`.
+    pub fn logits(&mut self, image: &ModalityImage, route: usize) -> Result<Vec<f32>, ModelError> {
+        let manifest = self.bundle.manifest();
+        let pipeline = manifest
+            .preprocessing
+            .get(route)
+            .and_then(|r| r.pipeline())
+            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
+        let values = pipeline.run(&image.image, image.monochrome1)?;
+        let shape: Vec<usize> = manifest.inputs[0]
+            .shape
+            .iter()
+            .map(|&d| d as usize)
+            .collect();
+        let logits_at = manifest
+            .outputs
+            .iter()
+            .position(|o| o.name == "logits")
+            .ok_or(ModelError::MissingOutput { name: "logits" })?;
+        let want = manifest.logits_len();
+        let input = Tensor::new(shape, values)?;
+        let mut outputs = self.engine.run(&input)?;
+        if logits_at >= outputs.len() {
+            return Err(ModelError::MissingOutput { name: "logits" });
+        }
+        let logits = outputs.swap_remove(logits_at).data;
+        if logits.len() != want {
+            return Err(ModelError::LogitsLength {
+                want,
+                got: logits.len(),
+            });
+        }
+        Ok(logits)
     }
 }
 

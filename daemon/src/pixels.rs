@@ -39,7 +39,8 @@ pub struct ModalityImage {
     pub image: Image,
 }
 
-fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+/// A text attribute without its padding.
+pub(crate) fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
     obj.element(tag)
         .ok()?
         .to_str()

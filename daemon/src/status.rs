@@ -6,7 +6,9 @@ use std::path::Path;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
+use crate::inference::store::{self, ModelState};
 use crate::spool::{index_path, now_ms, open_read_only, usage, IndexError};
+use crate::triage::Decision;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DestinationStatus {
@@ -38,6 +40,28 @@ pub struct StatusReport {
     pub disk_available_bytes: u64,
     pub destinations: Vec<DestinationStatus>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Absent for a spool triage never ran on.
+    pub triage: Option<TriageStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriageStatus {
+    pub model: Option<ModelState>,
+    /// Instances received and not yet looked at by the model.
+    pub queue: u64,
+    /// Instances scored, waiting for the rest of their series.
+    pub awaiting_series: u64,
+    /// Instances no model route takes (forwarded untouched).
+    pub not_applicable: u64,
+    /// Images and series with at least one decision.
+    pub decided_units: u64,
+    pub urgent: u64,
+    pub finding: u64,
+    pub no_finding: u64,
+    pub not_assessable: u64,
+    pub errors: u64,
+    /// Newest first.
+    pub recent: Vec<Decision>,
 }
 
 /// Why status could not be read.
@@ -131,6 +155,11 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
         }
     }
     let disk = usage(spool_dir)?;
+    let triage = if store::present(&conn)? {
+        Some(triage(&conn)?)
+    } else {
+        None
+    };
     Ok(StatusReport {
         spool_dir: spool_dir.display().to_string(),
         instances: instances as u64,
@@ -139,6 +168,41 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
         disk_available_bytes: disk.available_bytes,
         destinations,
         dead_letters,
+        triage,
+    })
+}
+
+fn triage(conn: &rusqlite::Connection) -> Result<TriageStatus, StatusError> {
+    let count = |sql: &str| -> Result<u64, StatusError> {
+        Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+    };
+    let outcome = |o: &str| -> Result<u64, StatusError> {
+        Ok(conn.query_row(
+            "SELECT count(*) FROM decisions WHERE outcome = ?1",
+            params![o],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    };
+    Ok(TriageStatus {
+        model: store::model_state(conn)?,
+        queue: count(
+            "SELECT count(*) FROM instances i WHERE i.superseded = 0
+             AND NOT EXISTS (SELECT 1 FROM triage_results t WHERE t.instance_id = i.id)",
+        )?,
+        awaiting_series: count("SELECT count(*) FROM triage_results WHERE decided = 0")?,
+        not_applicable: count(
+            "SELECT count(*) FROM triage_results WHERE outcome = 'not_applicable'",
+        )?,
+        decided_units: count("SELECT count(DISTINCT unit) FROM decisions")?,
+        urgent: outcome("urgent")?,
+        finding: outcome("finding")?,
+        no_finding: outcome("no_finding")?,
+        not_assessable: outcome("not_assessable")?,
+        errors: outcome("error")?,
+        recent: store::recent_decisions(conn, 10)?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect(),
     })
 }
 
@@ -178,6 +242,9 @@ impl fmt::Display for StatusReport {
                 writeln!(f, "           last error: {e}")?;
             }
         }
+        if let Some(t) = &self.triage {
+            write!(f, "{t}")?;
+        }
         if !self.dead_letters.is_empty() {
             writeln!(f, "dead letters ({}):", self.dead_letters.len())?;
             for d in &self.dead_letters {
@@ -187,6 +254,55 @@ impl fmt::Display for StatusReport {
                     d.destination, d.sop_instance_uid, d.sop_class_uid, d.attempts, d.reason
                 )?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for TriageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.model {
+            Some(m) => {
+                write!(
+                    f,
+                    "model      {} {} on {} — {}",
+                    m.name.as_deref().unwrap_or("(none)"),
+                    m.version.as_deref().unwrap_or(""),
+                    m.engine.as_deref().unwrap_or("?"),
+                    m.state
+                )?;
+                if m.clinical_use == Some(false) {
+                    write!(f, " (synthetic/demo model — not for clinical use)")?;
+                }
+                writeln!(f)?;
+                if let Some(e) = &m.error {
+                    writeln!(f, "           error: {e}")?;
+                }
+            }
+            None => writeln!(f, "model      (not started)")?,
+        }
+        writeln!(
+            f,
+            "triage     queue {}  awaiting series {}  not applicable {}",
+            self.queue, self.awaiting_series, self.not_applicable
+        )?;
+        writeln!(
+            f,
+            "decisions  {} urgent  {} finding  {} no finding  {} not assessable  {} error",
+            self.urgent, self.finding, self.no_finding, self.not_assessable, self.errors
+        )?;
+        for d in &self.recent {
+            writeln!(
+                f,
+                "  {:<14} {:<14} {:<3} {}{}",
+                d.outcome.as_str(),
+                d.finding.as_deref().unwrap_or("-"),
+                d.modality,
+                d.score
+                    .map(|s| format!("score {s:.2}  "))
+                    .unwrap_or_default(),
+                d.reason.as_deref().unwrap_or(""),
+            )?;
         }
         Ok(())
     }

@@ -42,6 +42,8 @@ pub struct DaemonConfig {
     pub retry_max_secs: u32,
     pub high_watermark_percent: u32,
     pub low_watermark_percent: u32,
+    /// Lines of the `[triage]` table; empty keeps its defaults.
+    pub triage: String,
 }
 
 impl DaemonConfig {
@@ -57,6 +59,7 @@ impl DaemonConfig {
             retry_max_secs: 2,
             high_watermark_percent: 98,
             low_watermark_percent: 95,
+            triage: String::new(),
         }
     }
 
@@ -77,6 +80,13 @@ impl DaemonConfig {
     pub fn retry_secs(mut self, initial: u32, max: u32) -> Self {
         self.retry_initial_secs = initial;
         self.retry_max_secs = max;
+        self
+    }
+
+    /// Adds `line` (e.g. `bundle = "..."`) to the `[triage]` table.
+    pub fn triage(mut self, line: &str) -> Self {
+        self.triage.push_str(line);
+        self.triage.push('\n');
         self
     }
 
@@ -111,6 +121,9 @@ impl DaemonConfig {
             if let Some(n) = d.max_pdu_length {
                 s.push_str(&format!("max_pdu_length = {n}\n"));
             }
+        }
+        if !self.triage.is_empty() {
+            s.push_str(&format!("\n[triage]\n{}", self.triage));
         }
         s
     }
@@ -237,6 +250,26 @@ impl Daemon {
 
     pub fn log_tail(&self, n: usize) -> String {
         tail(&self.log_path, n)
+    }
+
+    pub fn spool_dir(&self) -> &Path {
+        &self.spool_dir
+    }
+
+    /// Waits until triage has judged `units` images or series and has nothing
+    /// queued; returns that status.
+    pub fn wait_decided(&mut self, units: u64, timeout: Duration) -> Status {
+        wait_until(
+            timeout,
+            format!("{units} images or series decided, nothing queued for triage"),
+            |last| {
+                self.assert_running();
+                let s = self.status();
+                *last = s.summary();
+                let t = s.triage.as_ref()?;
+                (t.decided_units >= units && t.queue == 0).then_some(s)
+            },
+        )
     }
 
     /// `firstlookd status --spool DIR --json`.

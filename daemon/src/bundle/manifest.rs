@@ -106,6 +106,9 @@ pub struct Applicability {
     pub modalities: Vec<String>,
     /// Empty means any body part.
     pub body_parts: Vec<String>,
+    /// SOP Class UIDs the model may see; empty means any image class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sop_classes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +130,18 @@ pub struct Preprocessing {
     pub resize: [u64; 2],
     pub normalize_mean: f64,
     pub normalize_std: f64,
+    /// ViewPosition values this route takes (e.g. PA, AP); empty means any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub view_positions: Vec<String>,
+    /// Photometric Interpretations this route takes; empty means MONOCHROME1 and MONOCHROME2.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photometric: Vec<String>,
+    /// Smallest Rows and Columns an image must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<[u64; 2]>,
+    /// Pixel spacing (mm, either axis) an image must lie within, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_spacing_mm: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +267,9 @@ pub struct Aggregation {
 pub enum AggregationRule {
     Max,
     TopKMean,
+    /// Positive when `k` consecutive slices (in position order) are over the
+    /// threshold: the series score is the best window's lowest slice score.
+    ConsecutiveK,
 }
 
 /// Statistics of the preprocessed model input over the training set, for
@@ -557,6 +575,29 @@ impl Manifest {
             if !(p.normalize_std.is_finite() && p.normalize_std > 0.0) {
                 return Err(invalid(field("normalize_std"), "must be finite and > 0"));
             }
+            check_codes(&field("view_positions"), &p.view_positions)?;
+            check_codes(&field("photometric"), &p.photometric)?;
+            if let Some(bad) = p
+                .photometric
+                .iter()
+                .find(|v| !matches!(v.as_str(), "MONOCHROME1" | "MONOCHROME2"))
+            {
+                return Err(invalid(
+                    field("photometric"),
+                    format!("{bad:?}: only MONOCHROME1 and MONOCHROME2 are decoded"),
+                ));
+            }
+            if p.min_size.is_some_and(|[r, c]| r == 0 || c == 0) {
+                return Err(invalid(field("min_size"), "rows and columns must be > 0"));
+            }
+            if let Some([lo, hi]) = p.pixel_spacing_mm {
+                if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+                    return Err(invalid(
+                        field("pixel_spacing_mm"),
+                        "need finite 0 < low <= high (mm)",
+                    ));
+                }
+            }
         }
         for m in &self.applicability.modalities {
             if self.route_for(m).is_none() {
@@ -660,6 +701,11 @@ impl Manifest {
             (AggregationRule::TopKMean, _) => Err(invalid(
                 "aggregation.k",
                 "rule = \"top_k_mean\" needs k >= 1",
+            )),
+            (AggregationRule::ConsecutiveK, Some(k)) if k >= 1 => Ok(()),
+            (AggregationRule::ConsecutiveK, _) => Err(invalid(
+                "aggregation.k",
+                "rule = \"consecutive_k\" needs k >= 1",
             )),
         }
     }

@@ -77,6 +77,7 @@ pub enum BundleError {
 
 /// A verified bundle: container canonical, manifest valid, every file listed
 /// and matching, signature good under a trusted key.
+#[derive(Clone)]
 pub struct Bundle {
     bytes: Vec<u8>,
     manifest: Manifest,
@@ -97,7 +98,17 @@ impl fmt::Debug for Bundle {
     }
 }
 
+/// The demo bundle, built into the binary: the model used when
+/// `[triage] bundle` is not set. Trained on synthetic data; not for clinical use.
+pub const EMBEDDED_DEMO: &[u8] = include_bytes!("../../../models/demo/firstlook-demo.flb");
+
 impl Bundle {
+    /// The embedded demo bundle, verified like any other against the demo
+    /// vendor key.
+    pub fn embedded_demo() -> Result<Bundle, BundleError> {
+        Bundle::verify(EMBEDDED_DEMO.to_vec(), &TrustStore::demo())
+    }
+
     /// Reads and verifies a bundle file.
     pub fn open(path: &Path, trust: &TrustStore) -> Result<Bundle, BundleError> {
         let io_error = |source| BundleError::Io {

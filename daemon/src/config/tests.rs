@@ -151,3 +151,31 @@ fn cross_field_errors_point_at_the_entry_at_fault() {
     let (line, _, msg) = error_of(&text);
     assert_eq!(line, 18, "{msg}");
 }
+
+#[test]
+fn triage_defaults_to_the_embedded_demo_bundle_on_auto() {
+    let c = Config::parse(GOOD, "site.toml").expect("valid");
+    assert!(c.triage.enabled);
+    assert_eq!(c.triage.bundle, None);
+    assert_eq!(c.triage.engine, EngineChoice::Auto);
+    let text = format!("{GOOD}\n[triage]\nbundle = \"/etc/firstlook/site.flb\"\nengine = \"onnxruntime\"\nseries_idle_secs = 30\n");
+    let c = Config::parse(&text, "site.toml").expect("valid");
+    assert_eq!(
+        c.triage.bundle.as_deref(),
+        Some(Path::new("/etc/firstlook/site.flb"))
+    );
+    assert_eq!(c.triage.engine, EngineChoice::Onnxruntime);
+    assert_eq!(c.triage.series_idle(), Duration::from_secs(30));
+}
+
+#[test]
+fn unknown_engine_lists_the_choices() {
+    let text = format!("{GOOD}\n[triage]\nengine = \"cuda\"\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 18, "{msg}");
+    assert!(
+        msg.contains("`tract`") && msg.contains("`onnxruntime`"),
+        "{msg}"
+    );
+    assert!(msg.contains("use one of the values"), "{msg}");
+}

@@ -129,6 +129,7 @@ pub(crate) fn fill(study: &Study, index: usize, ds: &mut DataSet) {
     ds.text(tags::RECONSTRUCTION_DIAMETER, VR::DS, fmt_ds(fov, 1));
     ds.text(tags::PATIENT_POSITION, VR::CS, "HFS");
     ds.text(tags::ACQUISITION_NUMBER, VR::IS, "1");
+    ds.text(tags::IMAGES_IN_ACQUISITION, VR::IS, study.count.to_string());
     ds.text(
         tags::IMAGE_POSITION_PATIENT,
         VR::DS,

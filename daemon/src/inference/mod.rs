@@ -1,0 +1,358 @@
+//! The IO around [`crate::triage`]: a feeder reads instances from the spool
+//! in arrival order into a bounded queue, inference threads score them, and
+//! a collector gathers series, decides, stores decisions (append-only) and
+//! announces them on a broadcast channel.
+//!
+//! Triage only reads the spool. Ingest never waits for it (the feeder is
+//! woken, never awaited) and forwarding never looks at it, so a slow,
+//! broken or absent model cannot delay an image on its way to PACS.
+
+mod facts;
+pub mod store;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::bundle::{Bundle, Manifest, PublicKey, TrustStore};
+use crate::config::{EngineChoice, Triage as TriageConfig};
+use crate::model::{Model, Variant};
+use crate::spool::{now_ms, Spool};
+use crate::triage::{decide, Assembler, Decision, ModelInfo, Outcome, Unit};
+
+use store::{ModelState, Pending};
+use worker::{Loaded, Output, Worker};
+
+/// A decision as stored, announced to subscribers (panel, results writer, demo).
+#[derive(Debug, Clone)]
+pub struct DecisionEvent {
+    /// Row id in the decision log.
+    pub id: i64,
+    pub decision: Decision,
+}
+
+pub type Events = broadcast::Sender<Arc<DecisionEvent>>;
+
+/// A channel for decision events; subscribers that fall behind by more than
+/// this many lose the oldest (the log in the index keeps them all).
+pub fn events() -> Events {
+    broadcast::channel(1024).0
+}
+
+/// The bundle the configuration names, or the embedded demo bundle.
+pub fn load_bundle(cfg: &TriageConfig) -> Result<Bundle, String> {
+    let trust = if cfg.trusted_keys.is_empty() {
+        TrustStore::demo()
+    } else {
+        let mut trust = TrustStore::new();
+        for path in &cfg.trusted_keys {
+            let key = PublicKey::load(path)
+                .map_err(|e| format!("trusted key {}: {e}", path.display()))?;
+            trust.add(path.display().to_string(), key);
+        }
+        trust
+    };
+    match &cfg.bundle {
+        Some(path) => {
+            Bundle::open(path, &trust).map_err(|e| format!("model bundle {}: {e}", path.display()))
+        }
+        None => Bundle::embedded_demo().map_err(|e| format!("embedded demo bundle: {e}")),
+    }
+}
+
+/// The backend name `choice` resolves to in this build.
+fn engine_name(choice: EngineChoice) -> &'static str {
+    match choice {
+        EngineChoice::Auto | EngineChoice::Tract => "tract",
+        EngineChoice::Onnxruntime => "onnxruntime",
+        EngineChoice::Tensorrt => "tensorrt",
+    }
+}
+
+/// Starts triage beside ingest and forwarding. Loading the model happens on
+/// the inference threads, so start-up does not wait for it.
+pub async fn start(
+    cfg: &TriageConfig,
+    spool: Arc<Spool>,
+    events: Events,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    if let Err(e) = spool.index().call(store::init).await {
+        tracing::error!(message = "triage cannot create its tables; triage is off", error = %e);
+        return Vec::new();
+    }
+    let bundle = load_bundle(cfg);
+    let engine = engine_name(cfg.engine);
+    let (manifest, info) = match &bundle {
+        Ok(b) => {
+            let m = b.manifest();
+            (
+                Some(Arc::new(m.clone())),
+                ModelInfo {
+                    name: m.name.clone(),
+                    version: m.version.clone(),
+                    sha256: b.sha256_hex(),
+                    engine: engine.into(),
+                    clinical_use: m.clinical_use,
+                },
+            )
+        }
+        Err(_) => (
+            None,
+            ModelInfo {
+                name: "(none)".into(),
+                version: String::new(),
+                sha256: String::new(),
+                engine: engine.into(),
+                clinical_use: false,
+            },
+        ),
+    };
+    let state = ModelState {
+        state: if bundle.is_ok() { "loading" } else { "failed" }.into(),
+        name: manifest.as_ref().map(|m| m.name.clone()),
+        version: manifest.as_ref().map(|m| m.version.clone()),
+        sha256: bundle.as_ref().ok().map(|b| b.sha256_hex()),
+        engine: Some(engine.into()),
+        clinical_use: manifest.as_ref().map(|m| m.clinical_use),
+        error: bundle.as_ref().err().cloned(),
+        updated_at_ms: now_ms(),
+    };
+    if let Err(reason) = &bundle {
+        tracing::error!(message = "no model: every image gets an error decision", reason = %reason);
+    }
+    let _ = spool
+        .index()
+        .call({
+            let state = state.clone();
+            move |c| store::set_model_state(c, &state)
+        })
+        .await;
+
+    let (feed_tx, feed_rx) = mpsc::channel::<Pending>(cfg.queue.get() as usize);
+    let feed_rx = Arc::new(Mutex::new(feed_rx));
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Output>();
+    let mut tasks = Vec::new();
+    for n in 0..cfg.workers.get() {
+        let spool = Arc::clone(&spool);
+        let feed_rx = Arc::clone(&feed_rx);
+        let out_tx = out_tx.clone();
+        let bundle = bundle.clone();
+        let manifest = manifest.clone();
+        let choice = cfg.engine;
+        let state = state.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let loaded = match bundle {
+                Ok(bundle) => match Model::load_with(bundle, Variant::Fp32, choice) {
+                    Ok((model, _)) => Loaded::Ready(Box::new(model)),
+                    Err(e) => Loaded::Broken(format!("the model failed to load: {e}")),
+                },
+                Err(reason) => Loaded::Broken(reason),
+            };
+            if n == 0 {
+                report_loaded(&spool, &loaded, state);
+            }
+            let mut worker = Worker::new(spool, manifest, loaded);
+            loop {
+                let next = feed_rx.lock().expect("feed queue").blocking_recv();
+                let Some(pending) = next else { return };
+                if out_tx.send(worker.process(&pending)).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(out_tx);
+    tasks.push(tokio::spawn(feed(
+        Arc::clone(&spool),
+        feed_tx,
+        cfg.queue.get() as usize,
+        shutdown,
+    )));
+    tasks.push(tokio::spawn(collect(
+        spool,
+        out_rx,
+        manifest,
+        info,
+        cfg.series_idle().as_millis() as i64,
+        events,
+    )));
+    tasks
+}
+
+fn report_loaded(spool: &Spool, loaded: &Loaded, mut state: ModelState) {
+    match loaded {
+        Loaded::Ready(model) => {
+            state.state = "ready".into();
+            state.engine = Some(model.backend().into());
+            tracing::info!(
+                message = "triage model ready",
+                model = %state.name.as_deref().unwrap_or(""),
+                version = %state.version.as_deref().unwrap_or(""),
+                engine = model.backend(),
+                clinical_use = state.clinical_use.unwrap_or(false)
+            );
+        }
+        Loaded::Broken(reason) => {
+            state.state = "failed".into();
+            state.error = Some(reason.clone());
+            tracing::error!(message = "triage model unavailable: images get error decisions", reason = %reason);
+        }
+    }
+    state.updated_at_ms = now_ms();
+    let _ = spool
+        .index()
+        .call_blocking(move |c| store::set_model_state(c, &state));
+}
+
+/// Hands instances without a triage result to the workers, oldest first.
+/// Only this task waits when the workers are busy.
+async fn feed(
+    spool: Arc<Spool>,
+    tx: mpsc::Sender<Pending>,
+    batch: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut work = spool.subscribe_work();
+    let mut after = 0i64;
+    loop {
+        work.borrow_and_update();
+        let rows = spool
+            .index()
+            .call(move |c| store::pending(c, after, batch))
+            .await;
+        match rows {
+            Ok(rows) if !rows.is_empty() => {
+                for p in rows {
+                    after = p.instance_id;
+                    tokio::select! {
+                        sent = tx.send(p) => if sent.is_err() { return },
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(message = "triage cannot read the spool index", error = %e),
+        }
+        tokio::select! {
+            _ = work.changed() => {}
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Gathers results into units, decides, stores and announces.
+async fn collect(
+    spool: Arc<Spool>,
+    mut rx: mpsc::UnboundedReceiver<Output>,
+    manifest: Option<Arc<Manifest>>,
+    info: ModelInfo,
+    idle_ms: i64,
+    events: Events,
+) {
+    let mut assembler = Assembler::new(idle_ms);
+    let c = Collector {
+        spool,
+        manifest,
+        info,
+        events,
+    };
+    match c.spool.index().call(store::undecided).await {
+        Ok(waiting) => {
+            for slice in waiting {
+                if let Some(unit) = assembler.add(slice, now_ms()) {
+                    c.commit(None, Some(unit)).await;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(message = "cannot restore open series", error = %e),
+    }
+    loop {
+        let wait = assembler
+            .next_deadline()
+            .map_or(Duration::from_secs(3600), |t| {
+                Duration::from_millis((t - now_ms()).max(0) as u64)
+            });
+        tokio::select! {
+            out = rx.recv() => match out {
+                None => return,
+                Some(Output::NotApplicable { instance_id, reason }) => {
+                    tracing::debug!(message = "no model applies", instance_id, reason = %reason);
+                    let r = c.spool.index().call(move |conn| {
+                        store::record_not_applicable(conn, instance_id, &reason, now_ms())
+                    }).await;
+                    if let Err(e) = r {
+                        tracing::warn!(message = "cannot record a triage result", error = %e);
+                    }
+                }
+                Some(Output::Slice(slice)) => {
+                    let unit = assembler.add((*slice).clone(), now_ms());
+                    c.commit(Some(*slice), unit).await;
+                }
+            },
+            _ = tokio::time::sleep(wait) => {
+                for unit in assembler.due(now_ms()) {
+                    c.commit(None, Some(unit)).await;
+                }
+            }
+        }
+    }
+}
+
+struct Collector {
+    spool: Arc<Spool>,
+    manifest: Option<Arc<Manifest>>,
+    info: ModelInfo,
+    events: Events,
+}
+
+impl Collector {
+    async fn commit(&self, slice: Option<crate::triage::SliceResult>, unit: Option<Unit>) {
+        let now = now_ms();
+        let decisions = unit
+            .as_ref()
+            .map(|u| decide(self.manifest.as_deref(), u, &self.info, now))
+            .unwrap_or_default();
+        let closes: Vec<i64> = unit
+            .as_ref()
+            .map(|u| u.slices.iter().map(|s| s.facts.instance_id).collect())
+            .unwrap_or_default();
+        let stored = decisions.clone();
+        let ids = self
+            .spool
+            .index()
+            .call(move |conn| store::record(conn, slice.as_ref(), &stored, &closes, now))
+            .await;
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(message = "cannot store triage decisions", error = %e);
+                return;
+            }
+        };
+        for (id, decision) in ids.into_iter().zip(decisions) {
+            log(&decision);
+            let _ = self.events.send(Arc::new(DecisionEvent { id, decision }));
+        }
+    }
+}
+
+fn log(d: &Decision) {
+    let latency_ms = d.decided_at_ms - d.received_last_ms;
+    let finding = d.finding.as_deref().unwrap_or("-");
+    match d.outcome {
+        Outcome::NoFinding => tracing::info!(
+            message = "triage decision", unit = %d.unit, finding, outcome = d.outcome.as_str(),
+            score = d.score, latency_ms
+        ),
+        _ => tracing::warn!(
+            message = "triage decision", unit = %d.unit, finding, outcome = d.outcome.as_str(),
+            score = d.score, reason = d.reason.as_deref().unwrap_or(""), latency_ms
+        ),
+    }
+}

@@ -1,0 +1,136 @@
+//! One inference thread: reads a stored instance, routes and gates it,
+//! decodes its pixels and runs the model. Every failure becomes a result
+//! with its reason; nothing here can stop forwarding.
+
+use std::sync::Arc;
+
+use dicom_object::file::ReadPreamble;
+use dicom_object::OpenFileOptions;
+use firstlook_kernels::preprocess::PreprocessError;
+
+use crate::bundle::Manifest;
+use crate::model::{Model, ModelError};
+use crate::pixels::{self, PixelError};
+use crate::spool::{now_ms, Spool};
+use crate::triage::{self, InstanceFacts, Routing, SliceOutcome, SliceResult};
+
+use super::facts;
+use super::store::Pending;
+
+/// What a worker made of one instance.
+#[derive(Debug)]
+pub enum Output {
+    /// No route of the model takes it.
+    NotApplicable {
+        instance_id: i64,
+        reason: String,
+    },
+    Slice(Box<SliceResult>),
+}
+
+/// The model as a worker holds it.
+pub enum Loaded {
+    Ready(Box<Model>),
+    /// The bundle or its engine could not be loaded: why.
+    Broken(String),
+}
+
+pub struct Worker {
+    pub spool: Arc<Spool>,
+    pub manifest: Option<Arc<Manifest>>,
+    pub model: Loaded,
+    buf: Vec<u8>,
+}
+
+impl Worker {
+    pub fn new(spool: Arc<Spool>, manifest: Option<Arc<Manifest>>, model: Loaded) -> Worker {
+        Worker {
+            spool,
+            manifest,
+            model,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn process(&mut self, p: &Pending) -> Output {
+        let base = facts::from_index(p);
+        let started = now_ms();
+        let slice = |facts: InstanceFacts, outcome: SliceOutcome| {
+            Output::Slice(Box::new(SliceResult {
+                facts,
+                outcome,
+                started_at_ms: started,
+                ended_at_ms: now_ms(),
+            }))
+        };
+        if let Err(e) =
+            self.spool
+                .read_dataset_into(p.segment, p.body_offset, 0, p.body_len, &mut self.buf)
+        {
+            return slice(
+                base,
+                SliceOutcome::Error(format!("the stored instance cannot be read: {e}")),
+            );
+        }
+        let obj = match OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Always)
+            .from_reader(self.buf.as_slice())
+        {
+            Ok(obj) => obj,
+            Err(e) => {
+                return slice(
+                    base,
+                    SliceOutcome::Error(format!("the stored instance cannot be parsed: {e}")),
+                )
+            }
+        };
+        let facts = facts::read(&obj, base);
+        let Some(manifest) = self.manifest.as_deref() else {
+            let reason = match &self.model {
+                Loaded::Broken(reason) => reason.clone(),
+                Loaded::Ready(_) => "no model is loaded".into(),
+            };
+            if facts.rows.is_none() {
+                return Output::NotApplicable {
+                    instance_id: facts.instance_id,
+                    reason: format!("not an image ({reason})"),
+                };
+            }
+            return slice(facts, SliceOutcome::Error(reason));
+        };
+        let route = match triage::route(manifest, &facts) {
+            Routing::Applies { route } => route,
+            Routing::NotApplicable(reason) => {
+                return Output::NotApplicable {
+                    instance_id: facts.instance_id,
+                    reason,
+                }
+            }
+        };
+        if let Err(reason) = triage::gate(manifest, &facts) {
+            return slice(facts, SliceOutcome::NotAssessable(reason));
+        }
+        let model = match &mut self.model {
+            Loaded::Ready(model) => model,
+            Loaded::Broken(reason) => {
+                let reason = reason.clone();
+                return slice(facts, SliceOutcome::Error(reason));
+            }
+        };
+        let image = match pixels::modality_image(&obj) {
+            Ok(image) => image,
+            Err(e @ PixelError::UnknownSyntax(_)) => {
+                return slice(facts, SliceOutcome::Error(e.to_string()))
+            }
+            Err(e) => return slice(facts, SliceOutcome::NotAssessable(e.to_string())),
+        };
+        let outcome = match model.logits(&image, route) {
+            Ok(logits) => SliceOutcome::Scored { logits },
+            Err(e @ ModelError::Preprocess(PreprocessError::Flat { .. })) => {
+                SliceOutcome::NotAssessable(e.to_string())
+            }
+            Err(e) => SliceOutcome::Error(format!("the model failed: {e}")),
+        };
+        slice(facts, outcome)
+    }
+}
