@@ -45,6 +45,8 @@ pub enum ModelError {
     BodyPart(String),
     #[error("engine {0}")]
     EngineUnavailable(String),
+    #[error(transparent)]
+    Route(#[from] crate::bundle::RouteError),
 }
 
 /// Largest difference seen on the golden cases.
@@ -283,8 +285,8 @@ impl Model {
         let pipeline = manifest
             .preprocessing
             .get(route)
-            .and_then(|r| r.pipeline())
-            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
+            .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?
+            .pipeline_for(&image.voi)?;
         let values = pipeline.run(&image.image, image.monochrome1)?;
         let shape: Vec<usize> = manifest.inputs[0]
             .shape

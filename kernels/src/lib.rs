@@ -1,8 +1,10 @@
-//! Everything that touches pixels and tensors: preprocessing (shared with the
-//! training recipe through `firstlook-phantom`) and, with the `tract`
-//! feature, the CPU inference engine.
+//! Everything that touches pixels and tensors: DICOM pixel decoding (feature
+//! `dicom`), preprocessing (shared with the training recipe through
+//! `firstlook-phantom`) and the inference engines (`tract` by default).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "dicom")]
+pub mod dicom;
 pub mod engine;
 pub mod npy;
 pub mod preprocess;

@@ -125,9 +125,19 @@ pub struct Preprocessing {
     pub center: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<f64>,
+    /// For `window = "dicom"`: which of the image's VOI views (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voi_index: Option<u32>,
+    /// Channels 1.. of the input, one window each (channel 0 is the window
+    /// above), e.g. subdural and bone windows beside the brain window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_channels: Vec<ChannelWindow>,
     pub invert_monochrome1: bool,
-    /// Rows, columns; the image is area-averaged to this size.
+    /// Rows, columns; area-averaged down, bilinear up.
     pub resize: [u64; 2],
+    /// Keep the aspect ratio and pad with black instead of stretching.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub letterbox: bool,
     pub normalize_mean: f64,
     pub normalize_std: f64,
     /// ViewPosition values this route takes (e.g. PA, AP); empty means any.
@@ -149,40 +159,48 @@ pub struct Preprocessing {
 pub enum WindowKind {
     Percentile,
     Fixed,
+    /// The image's own VOI: its VOI LUT Sequence, else its window pair
+    /// under its VOI LUT function (LINEAR, LINEAR_EXACT, SIGMOID).
+    Dicom,
 }
 
-/// A validated route's window, with the parameters its kind needs.
+/// One channel's window: the same keys as a route's own window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelWindow {
+    pub window: WindowKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile_high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voi_index: Option<u32>,
+}
+
+/// A validated channel's window, with the parameters its kind needs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Window {
     Percentile { low: f64, high: f64 },
     Fixed { center: f64, width: f64 },
+    Dicom { index: u32 },
 }
 
-impl Preprocessing {
-    /// The kernels' pipeline for this route; `None` when the window lacks
-    /// its parameters (never for a validated manifest).
-    pub fn pipeline(&self) -> Option<firstlook_kernels::preprocess::Pipeline> {
-        use firstlook_kernels::preprocess::Window as K;
-        let window = match self.window()? {
-            Window::Percentile { low, high } => K::Percentile {
-                low: low as f32,
-                high: high as f32,
-            },
-            Window::Fixed { center, width } => K::Fixed {
-                center: center as f32,
-                width: width as f32,
-            },
-        };
-        Some(firstlook_kernels::preprocess::Pipeline {
-            window,
-            invert_monochrome1: self.invert_monochrome1,
-            rows: self.resize[0] as usize,
-            cols: self.resize[1] as usize,
-            normalize_mean: self.normalize_mean as f32,
-            normalize_std: self.normalize_std as f32,
-        })
-    }
+/// Why a route cannot make a pipeline for an image.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum RouteError {
+    #[error("channel {0}: the window lacks its parameters")]
+    Incomplete(usize),
+    #[error(
+        "channel {channel}: the image has no VOI view {index} (no window centre/width or VOI LUT)"
+    )]
+    NoVoi { channel: usize, index: u32 },
+}
 
+impl ChannelWindow {
     /// The window with the parameters its kind needs; `None` when they are
     /// missing (never for a validated manifest).
     pub fn window(&self) -> Option<Window> {
@@ -195,7 +213,137 @@ impl Preprocessing {
                 center: self.center?,
                 width: self.width?,
             }),
+            WindowKind::Dicom => Some(Window::Dicom {
+                index: self.voi_index.unwrap_or(0),
+            }),
         }
+    }
+
+    /// Checks that the window has exactly the parameters its kind needs.
+    fn validate(&self, field: &dyn Fn(&str) -> String) -> Result<(), ManifestError> {
+        let has_percentiles = self.percentile_low.is_some() || self.percentile_high.is_some();
+        let has_fixed = self.center.is_some() || self.width.is_some();
+        match self.window {
+            WindowKind::Percentile => {
+                if has_fixed || self.voi_index.is_some() {
+                    return Err(invalid(
+                        field("window"),
+                        "center, width and voi_index do not belong to window = \"percentile\"",
+                    ));
+                }
+                let (Some(low), Some(high)) = (self.percentile_low, self.percentile_high) else {
+                    return Err(invalid(
+                        field("window"),
+                        "window = \"percentile\" needs percentile_low and percentile_high",
+                    ));
+                };
+                if !((0.0..100.0).contains(&low) && low < high && high <= 100.0) {
+                    return Err(invalid(
+                        field("percentile_low"),
+                        "need 0 <= percentile_low < percentile_high <= 100",
+                    ));
+                }
+            }
+            WindowKind::Fixed => {
+                if has_percentiles || self.voi_index.is_some() {
+                    return Err(invalid(
+                        field("window"),
+                        "percentile_low, percentile_high and voi_index do not belong to window = \"fixed\"",
+                    ));
+                }
+                let (Some(center), Some(width)) = (self.center, self.width) else {
+                    return Err(invalid(
+                        field("window"),
+                        "window = \"fixed\" needs center and width",
+                    ));
+                };
+                if !(center.is_finite() && width.is_finite() && width > 0.0) {
+                    return Err(invalid(
+                        field("width"),
+                        "center must be finite and width finite and > 0",
+                    ));
+                }
+            }
+            WindowKind::Dicom => {
+                if has_percentiles || has_fixed {
+                    return Err(invalid(
+                        field("window"),
+                        "window = \"dicom\" takes its window from the image; only voi_index belongs to it",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Preprocessing {
+    /// Channel 0's window, as the route's own keys give it.
+    pub fn first_channel(&self) -> ChannelWindow {
+        ChannelWindow {
+            window: self.window,
+            percentile_low: self.percentile_low,
+            percentile_high: self.percentile_high,
+            center: self.center,
+            width: self.width,
+            voi_index: self.voi_index,
+        }
+    }
+
+    /// Every channel's window, in order.
+    pub fn channels(&self) -> Vec<ChannelWindow> {
+        std::iter::once(self.first_channel())
+            .chain(self.extra_channels.iter().cloned())
+            .collect()
+    }
+
+    /// The kernels' pipeline for this route and an image's VOI module.
+    pub fn pipeline_for(
+        &self,
+        voi: &firstlook_kernels::dicom::Voi,
+    ) -> Result<firstlook_kernels::preprocess::Pipeline, RouteError> {
+        use firstlook_kernels::preprocess::Window as K;
+        let channels = self
+            .channels()
+            .iter()
+            .enumerate()
+            .map(
+                |(i, c)| match c.window().ok_or(RouteError::Incomplete(i))? {
+                    Window::Percentile { low, high } => Ok(K::Percentile {
+                        low: low as f32,
+                        high: high as f32,
+                    }),
+                    Window::Fixed { center, width } => Ok(K::Fixed {
+                        center: center as f32,
+                        width: width as f32,
+                    }),
+                    Window::Dicom { index } => voi
+                        .window(index as usize)
+                        .ok_or(RouteError::NoVoi { channel: i, index }),
+                },
+            )
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(firstlook_kernels::preprocess::Pipeline {
+            channels,
+            invert_monochrome1: self.invert_monochrome1,
+            rows: self.resize[0] as usize,
+            cols: self.resize[1] as usize,
+            letterbox: self.letterbox,
+            normalize_mean: self.normalize_mean as f32,
+            normalize_std: self.normalize_std as f32,
+        })
+    }
+
+    /// The pipeline of a route whose windows do not depend on the image;
+    /// `None` for one that takes the image's VOI.
+    pub fn pipeline(&self) -> Option<firstlook_kernels::preprocess::Pipeline> {
+        self.pipeline_for(&firstlook_kernels::dicom::Voi::default())
+            .ok()
+    }
+
+    /// Channel 0's window.
+    pub fn window(&self) -> Option<Window> {
+        self.first_channel().window()
     }
 }
 
@@ -416,8 +564,8 @@ impl Manifest {
         check_codes("applicability.modalities", modalities)?;
         check_codes("applicability.body_parts", &self.applicability.body_parts)?;
 
-        let input = self.validate_tensors()?;
-        self.validate_preprocessing(input)?;
+        let (channels, input) = self.validate_tensors()?;
+        self.validate_preprocessing(channels, input)?;
         self.validate_findings()?;
         self.validate_aggregation()?;
         self.reference_stats.validate()?;
@@ -465,8 +613,8 @@ impl Manifest {
         }
     }
 
-    /// Returns the input's (rows, cols).
-    fn validate_tensors(&self) -> Result<[u64; 2], ManifestError> {
+    /// Returns the input's channels and (rows, cols).
+    fn validate_tensors(&self) -> Result<(u64, [u64; 2]), ManifestError> {
         let mut names = HashSet::new();
         for (kind, tensors) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
             for t in tensors {
@@ -483,7 +631,7 @@ impl Manifest {
         let [input] = self.inputs.as_slice() else {
             return Err(invalid("inputs", "exactly one input is required"));
         };
-        let &[_, _, rows, cols] = input.shape.as_slice() else {
+        let &[_, channels, rows, cols] = input.shape.as_slice() else {
             return Err(invalid(
                 format!("inputs.{}", input.name),
                 "shape must be [batch, channels, rows, cols]",
@@ -506,10 +654,10 @@ impl Manifest {
                 }
             }
         }
-        Ok([rows, cols])
+        Ok((channels, [rows, cols]))
     }
 
-    fn validate_preprocessing(&self, input: [u64; 2]) -> Result<(), ManifestError> {
+    fn validate_preprocessing(&self, channels: u64, input: [u64; 2]) -> Result<(), ManifestError> {
         if self.preprocessing.is_empty() {
             return Err(invalid("preprocessing", "at least one route is required"));
         }
@@ -520,47 +668,24 @@ impl Manifest {
             }
             check_codes(&field("modalities"), &p.modalities)?;
             self.require_applicable(&field("modalities"), &p.modalities)?;
-            match p.window {
-                WindowKind::Percentile => {
-                    if p.center.is_some() || p.width.is_some() {
-                        return Err(invalid(
-                            field("window"),
-                            "center and width belong to window = \"fixed\"",
-                        ));
+            for (c, channel) in p.channels().iter().enumerate() {
+                let name = |key: &str| {
+                    if c == 0 {
+                        field(key)
+                    } else {
+                        field(&format!("extra_channels[{}].{key}", c - 1))
                     }
-                    let (Some(low), Some(high)) = (p.percentile_low, p.percentile_high) else {
-                        return Err(invalid(
-                            field("window"),
-                            "window = \"percentile\" needs percentile_low and percentile_high",
-                        ));
-                    };
-                    if !((0.0..100.0).contains(&low) && low < high && high <= 100.0) {
-                        return Err(invalid(
-                            field("percentile_low"),
-                            "need 0 <= percentile_low < percentile_high <= 100",
-                        ));
-                    }
-                }
-                WindowKind::Fixed => {
-                    if p.percentile_low.is_some() || p.percentile_high.is_some() {
-                        return Err(invalid(
-                            field("window"),
-                            "percentile_low and percentile_high belong to window = \"percentile\"",
-                        ));
-                    }
-                    let (Some(center), Some(width)) = (p.center, p.width) else {
-                        return Err(invalid(
-                            field("window"),
-                            "window = \"fixed\" needs center and width",
-                        ));
-                    };
-                    if !(center.is_finite() && width.is_finite() && width > 0.0) {
-                        return Err(invalid(
-                            field("width"),
-                            "center must be finite and width finite and > 0",
-                        ));
-                    }
-                }
+                };
+                channel.validate(&name)?;
+            }
+            if p.channels().len() as u64 != channels {
+                return Err(invalid(
+                    field("extra_channels"),
+                    format!(
+                        "the route makes {} channel(s) but the input has {channels}",
+                        p.channels().len()
+                    ),
+                ));
             }
             if p.resize != input {
                 return Err(ManifestError::ResizeMismatch {

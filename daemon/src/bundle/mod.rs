@@ -25,9 +25,9 @@ pub use keys::{
     DEMO_VENDOR_PUBLIC_KEY,
 };
 pub use manifest::{
-    Aggregation, AggregationRule, Applicability, Code, DType, FileEntry, Finding, Golden,
-    GoldenCase, Manifest, ManifestError, OperatingPoint, Preprocessing, ReferenceStats, Role,
-    Tensor, Window, WindowKind, FORMAT, MAX_MANIFEST_BYTES,
+    Aggregation, AggregationRule, Applicability, ChannelWindow, Code, DType, FileEntry, Finding,
+    Golden, GoldenCase, Manifest, ManifestError, OperatingPoint, Preprocessing, ReferenceStats,
+    Role, RouteError, Tensor, Window, WindowKind, FORMAT, MAX_MANIFEST_BYTES,
 };
 
 use signature::SignatureFile;

@@ -768,3 +768,106 @@ fn key_files_say_which_kind_they_expect() {
     let generated = SecretKey::generate().unwrap();
     assert_ne!(generated.public_key(), key.public_key());
 }
+
+#[test]
+fn channels_windows_and_filters_are_validated() {
+    use firstlook_kernels::dicom::{Voi, VoiFunction, VoiWindow};
+    let good = built_manifest();
+    let ct = good
+        .preprocessing
+        .iter()
+        .position(|p| p.modalities.contains(&"CT".to_owned()))
+        .unwrap();
+
+    // Three channels need an input with three.
+    let mut m = good.clone();
+    let extra = ChannelWindow {
+        window: WindowKind::Fixed,
+        percentile_low: None,
+        percentile_high: None,
+        center: Some(80.0),
+        width: Some(200.0),
+        voi_index: None,
+    };
+    m.preprocessing[ct].extra_channels = vec![extra.clone(), extra.clone()];
+    assert_eq!(
+        invalid_field(&m),
+        format!("preprocessing[{ct}].extra_channels")
+    );
+    m.inputs[0].shape[1] = 3;
+    // Every route must then make three channels.
+    for (i, p) in m.preprocessing.iter_mut().enumerate() {
+        if i != ct {
+            p.extra_channels = vec![extra.clone(), extra.clone()];
+        }
+    }
+    m.validate().unwrap();
+    let pipeline = m.preprocessing[ct].pipeline().unwrap();
+    assert_eq!(pipeline.channels.len(), 3);
+
+    let mut bad = m.clone();
+    bad.preprocessing[ct].extra_channels[1].voi_index = Some(1);
+    assert_eq!(
+        invalid_field(&bad),
+        format!("preprocessing[{ct}].extra_channels[1].window")
+    );
+
+    // A dicom window takes the image's VOI, and only voi_index.
+    let mut m = good.clone();
+    let p = &mut m.preprocessing[ct];
+    p.window = WindowKind::Dicom;
+    p.voi_index = Some(1);
+    assert_eq!(invalid_field(&m), format!("preprocessing[{ct}].window"));
+    let p = &mut m.preprocessing[ct];
+    p.center = None;
+    p.width = None;
+    m.validate().unwrap();
+    let p = &m.preprocessing[ct];
+    assert_eq!(p.pipeline(), None, "no VOI, no pipeline");
+    let voi = Voi {
+        windows: vec![
+            VoiWindow {
+                center: 40.0,
+                width: 80.0,
+            },
+            VoiWindow {
+                center: 600.0,
+                width: 2800.0,
+            },
+        ],
+        function: VoiFunction::Sigmoid,
+        luts: Vec::new(),
+    };
+    assert_eq!(
+        p.pipeline_for(&voi).unwrap().channels,
+        [firstlook_kernels::preprocess::Window::Sigmoid {
+            center: 600.0,
+            width: 2800.0
+        }]
+    );
+    let one = Voi {
+        windows: voi.windows[..1].to_vec(),
+        ..voi
+    };
+    assert_eq!(
+        p.pipeline_for(&one),
+        Err(RouteError::NoVoi {
+            channel: 0,
+            index: 1
+        })
+    );
+
+    // Route filters.
+    let mut m = good.clone();
+    m.preprocessing[0].view_positions = vec!["pa".into()];
+    assert!(matches!(m.validate(), Err(ManifestError::BadCode { .. })));
+    let mut m = good.clone();
+    m.preprocessing[0].photometric = vec!["RGB".into()];
+    assert_eq!(invalid_field(&m), "preprocessing[0].photometric");
+    let mut m = good.clone();
+    m.preprocessing[0].pixel_spacing_mm = Some([0.3, 0.1]);
+    assert_eq!(invalid_field(&m), "preprocessing[0].pixel_spacing_mm");
+    let mut m = good;
+    m.preprocessing[0].min_size = Some([0, 512]);
+    assert_eq!(invalid_field(&m), "preprocessing[0].min_size");
+}

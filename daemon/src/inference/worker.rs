@@ -119,16 +119,19 @@ impl Worker {
         };
         let image = match pixels::modality_image(&obj) {
             Ok(image) => image,
-            Err(e @ PixelError::UnknownSyntax(_)) => {
+            Err(e @ (PixelError::UnknownSyntax(_) | PixelError::Decode(_))) => {
                 return slice(facts, SliceOutcome::Error(e.to_string()))
             }
             Err(e) => return slice(facts, SliceOutcome::NotAssessable(e.to_string())),
         };
         let outcome = match model.logits(&image, route) {
             Ok(logits) => SliceOutcome::Scored { logits },
-            Err(e @ ModelError::Preprocess(PreprocessError::Flat { .. })) => {
-                SliceOutcome::NotAssessable(e.to_string())
-            }
+            Err(
+                e @ (ModelError::Preprocess(
+                    PreprocessError::Flat { .. } | PreprocessError::Window(_),
+                )
+                | ModelError::Route(_)),
+            ) => SliceOutcome::NotAssessable(e.to_string()),
             Err(e) => SliceOutcome::Error(format!("the model failed: {e}")),
         };
         slice(facts, outcome)

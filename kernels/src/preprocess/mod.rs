@@ -1,16 +1,19 @@
 //! From modality values (after the modality LUT: HU for CT, stored values
-//! for radiographs) to the model's input tensor.
+//! for radiographs) to the model's input tensor, `channels × rows × cols`
+//! f32 (NCHW without the batch).
 //!
 //! The order is fixed and shared by the daemon and the training recipe (which
 //! gets its arrays from `firstlook-phantom`, which calls this module):
-//! area-resize → window to [0, 1] → invert MONOCHROME1 → normalise.
-//! Resizing first keeps the cost independent of the detector size; it is
-//! linear, so it commutes with the modality LUT.
+//! resize (area when shrinking, bilinear when enlarging; optionally
+//! letterboxed) → one window per channel to [0, 1] → invert MONOCHROME1 →
+//! pad the letterbox with 0 → normalise. Resizing first keeps the cost
+//! independent of the detector size; it is linear, so it commutes with the
+//! modality LUT.
 
 mod resize;
 mod window;
 
-pub use resize::area_resize;
+pub use resize::{area_resize, resize};
 pub use window::{percentile, Window};
 
 /// A grey image of `width × height` values, row by row.
@@ -46,11 +49,15 @@ pub enum PreprocessError {
 /// describes them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
-    pub window: Window,
+    /// One window per output channel (e.g. CT head: brain, subdural, bone).
+    pub channels: Vec<Window>,
     pub invert_monochrome1: bool,
     /// Output rows and columns.
     pub rows: usize,
     pub cols: usize,
+    /// Keep the aspect ratio: fit inside `rows × cols`, centred, the rest 0
+    /// (black) before normalisation. Otherwise the image is stretched.
+    pub letterbox: bool,
     pub normalize_mean: f32,
     pub normalize_std: f32,
 }
@@ -66,19 +73,43 @@ impl Pipeline {
         {
             return Err(PreprocessError::Std(self.normalize_std));
         }
-        self.window.validate()
+        if self.channels.is_empty() {
+            return Err(PreprocessError::Window("no channel window".into()));
+        }
+        self.channels.iter().try_for_each(Window::validate)
     }
 
-    /// Window, invert and resize, without the final normalisation: values in
-    /// [0, 1], `rows × cols`.
+    /// Where the image lands in the output: (rows, cols, top, left).
+    fn placement(&self, image: &Image) -> (usize, usize, usize, usize) {
+        if !self.letterbox {
+            return (self.rows, self.cols, 0, 0);
+        }
+        let scale =
+            (self.rows as f64 / image.height as f64).min(self.cols as f64 / image.width as f64);
+        let rows = ((image.height as f64 * scale).round() as usize).clamp(1, self.rows);
+        let cols = ((image.width as f64 * scale).round() as usize).clamp(1, self.cols);
+        (rows, cols, (self.rows - rows) / 2, (self.cols - cols) / 2)
+    }
+
+    /// Resize, window each channel and invert, without the final
+    /// normalisation: values in [0, 1], `channels × rows × cols`.
     pub fn unit(&self, image: &Image, monochrome1: bool) -> Result<Vec<f32>, PreprocessError> {
         self.validate()?;
         check(image)?;
-        let small = area_resize(image, self.cols, self.rows)?;
-        let mut out = self.window.apply(&small.values)?;
-        if monochrome1 && self.invert_monochrome1 {
-            for v in &mut out {
-                *v = 1.0 - *v;
+        let (rows, cols, top, left) = self.placement(image);
+        let small = resize(image, cols, rows)?;
+        let plane = self.rows * self.cols;
+        let mut out = vec![0.0f32; plane * self.channels.len()];
+        for (window, dst) in self.channels.iter().zip(out.chunks_exact_mut(plane)) {
+            let mut values = window.apply(&small.values)?;
+            if monochrome1 && self.invert_monochrome1 {
+                for v in &mut values {
+                    *v = 1.0 - *v;
+                }
+            }
+            for (y, row) in values.chunks_exact(cols).enumerate() {
+                let at = (top + y) * self.cols + left;
+                dst[at..at + cols].copy_from_slice(row);
             }
         }
         Ok(out)

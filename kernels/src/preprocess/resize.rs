@@ -1,5 +1,7 @@
-//! Area-averaging resize: each output pixel is the mean of the input area it
-//! covers, with fractional weights at the borders. Down- and up-sampling.
+//! Separable resize. Shrinking an axis averages the input area each output
+//! pixel covers, with fractional weights at the borders (area); enlarging
+//! one interpolates linearly between the two nearest input pixel centres
+//! (bilinear, half-pixel centres, edges clamped).
 
 use super::{check, Image, PreprocessError};
 
@@ -26,7 +28,46 @@ fn spans(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
         .collect()
 }
 
+/// Bilinear taps: output pixel centres mapped to input coordinates.
+fn bilinear(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
+    let scale = input as f64 / output as f64;
+    (0..output)
+        .map(|o| {
+            let x = ((o as f64 + 0.5) * scale - 0.5).clamp(0.0, (input - 1) as f64);
+            let i = x.floor() as usize;
+            let t = (x - i as f64) as f32;
+            if t == 0.0 || i + 1 >= input {
+                vec![(i, 1.0)]
+            } else {
+                vec![(i, 1.0 - t), (i + 1, t)]
+            }
+        })
+        .collect()
+}
+
+/// Area when shrinking an axis, bilinear when enlarging it.
+pub fn resize(image: &Image, cols: usize, rows: usize) -> Result<Image, PreprocessError> {
+    let taps = |input: usize, output: usize| {
+        if output > input {
+            bilinear(input, output)
+        } else {
+            spans(input, output)
+        }
+    };
+    separable(image, cols, rows, taps)
+}
+
+/// Area averaging on both axes, whatever the direction.
 pub fn area_resize(image: &Image, cols: usize, rows: usize) -> Result<Image, PreprocessError> {
+    separable(image, cols, rows, spans)
+}
+
+fn separable(
+    image: &Image,
+    cols: usize,
+    rows: usize,
+    taps: impl Fn(usize, usize) -> Vec<Vec<(usize, f32)>>,
+) -> Result<Image, PreprocessError> {
     check(image)?;
     if cols == 0 || rows == 0 {
         return Err(PreprocessError::Target(rows, cols));
@@ -34,8 +75,8 @@ pub fn area_resize(image: &Image, cols: usize, rows: usize) -> Result<Image, Pre
     if cols == image.width && rows == image.height {
         return Ok(image.clone());
     }
-    let xs = spans(image.width, cols);
-    let ys = spans(image.height, rows);
+    let xs = taps(image.width, cols);
+    let ys = taps(image.height, rows);
     // Horizontal pass into `rows_h` (input rows × output columns).
     let mut horizontal = vec![0.0f32; image.height * cols];
     for (y, src) in image.values.chunks_exact(image.width).enumerate() {

@@ -83,13 +83,14 @@ fn a_flat_or_unreadable_image_is_an_error_not_a_blank_input() {
 #[test]
 fn pipeline_inverts_monochrome1_and_normalises() {
     let p = Pipeline {
-        window: Window::Fixed {
+        channels: vec![Window::Fixed {
             center: 50.0,
             width: 100.0,
-        },
+        }],
         invert_monochrome1: true,
         rows: 2,
         cols: 2,
+        letterbox: false,
         normalize_mean: 0.5,
         normalize_std: 0.25,
     };
@@ -101,13 +102,14 @@ fn pipeline_inverts_monochrome1_and_normalises() {
 #[test]
 fn bad_inputs_are_errors() {
     let p = Pipeline {
-        window: Window::Percentile {
+        channels: vec![Window::Percentile {
             low: 50.0,
             high: 10.0,
-        },
+        }],
         invert_monochrome1: false,
         rows: 2,
         cols: 2,
+        letterbox: false,
         normalize_mean: 0.0,
         normalize_std: 1.0,
     };
@@ -117,10 +119,10 @@ fn bad_inputs_are_errors() {
         Err(PreprocessError::Window(_))
     ));
     let p = Pipeline {
-        window: Window::Fixed {
+        channels: vec![Window::Fixed {
             center: 0.0,
             width: 1.0,
-        },
+        }],
         normalize_std: 0.0,
         ..p
     };
@@ -138,4 +140,115 @@ fn bad_inputs_are_errors() {
         p.run(&bad, false),
         Err(PreprocessError::Shape { .. })
     ));
+}
+
+#[test]
+fn enlarging_is_bilinear_between_pixel_centres() {
+    let src = img(2, 1, |x, _| x as f32 * 4.0);
+    let out = resize(&src, 4, 1).unwrap();
+    // Centres of 4 outputs over 2 inputs sit at -0.25, 0.25, 0.75, 1.25.
+    assert_eq!(out.values, vec![0.0, 1.0, 3.0, 4.0]);
+    // Shrinking one axis and enlarging the other: area on one, bilinear on the other.
+    let src = img(4, 2, |x, y| (x + 10 * y) as f32);
+    let out = resize(&src, 2, 4).unwrap();
+    assert_eq!(out.values.len(), 8);
+    assert_eq!(&out.values[..2], &[0.5, 2.5]);
+    assert_eq!(&out.values[6..], &[10.5, 12.5]);
+}
+
+#[test]
+fn letterbox_keeps_the_aspect_and_pads_with_black() {
+    let p = Pipeline {
+        channels: vec![Window::Fixed {
+            center: 0.5,
+            width: 1.0,
+        }],
+        invert_monochrome1: true,
+        rows: 4,
+        cols: 4,
+        letterbox: true,
+        normalize_mean: 0.0,
+        normalize_std: 1.0,
+    };
+    // 8 wide, 4 high: lands as 4 × 2 in rows 1-2.
+    let src = img(8, 4, |_, _| 1.0);
+    let out = p.unit(&src, false).unwrap();
+    let rows: Vec<&[f32]> = out.chunks(4).collect();
+    assert_eq!(rows, [[0.0; 4], [1.0; 4], [1.0; 4], [0.0; 4]]);
+    // MONOCHROME1 inverts the image, not the padding.
+    let out = p.unit(&src, true).unwrap();
+    assert_eq!(out, vec![0.0; 16]);
+    let src = img(8, 4, |_, _| 0.0);
+    let out = p.unit(&src, true).unwrap();
+    assert_eq!(&out[4..12], &[1.0; 8]);
+    assert_eq!(&out[..4], &[0.0; 4]);
+}
+
+#[test]
+fn channels_stack_one_window_each() {
+    let p = Pipeline {
+        channels: vec![
+            Window::Fixed {
+                center: 40.0,
+                width: 80.0,
+            },
+            Window::Fixed {
+                center: 80.0,
+                width: 200.0,
+            },
+            Window::Fixed {
+                center: 600.0,
+                width: 2800.0,
+            },
+        ],
+        invert_monochrome1: false,
+        rows: 1,
+        cols: 2,
+        letterbox: false,
+        normalize_mean: 0.0,
+        normalize_std: 1.0,
+    };
+    let src = img(2, 1, |x, _| if x == 0 { 40.0 } else { 1000.0 });
+    let out = p.run(&src, false).unwrap();
+    assert_eq!(out.len(), 6);
+    assert_eq!(&out[..2], &[0.5, 1.0]);
+    assert!((out[2] - 0.3).abs() < 1e-6 && out[3] == 1.0, "{out:?}");
+    assert!((out[4] - (40.0 + 800.0) / 2800.0).abs() < 1e-6, "{out:?}");
+}
+
+#[test]
+fn dicom_linear_sigmoid_and_lut_windows_follow_ps3_3() {
+    let linear = Window::Linear {
+        center: 2048.0,
+        width: 4096.0,
+    };
+    let out = linear.apply(&[0.0, 1.0, 2047.5, 4095.0, 5000.0]).unwrap();
+    // LINEAR: x <= c - 0.5 - (w-1)/2 → 0; x > c - 0.5 + (w-1)/2 → 1.
+    assert_eq!(out[0], 0.0);
+    assert!((out[1] - 1.0 / 4095.0).abs() < 1e-6);
+    assert!((out[2] - 0.5).abs() < 1e-6);
+    assert_eq!(out[3], 1.0);
+    assert_eq!(out[4], 1.0);
+    let sigmoid = Window::Sigmoid {
+        center: 100.0,
+        width: 50.0,
+    };
+    let out = sigmoid.apply(&[100.0, 150.0, -1e9]).unwrap();
+    assert!((out[0] - 0.5).abs() < 1e-6);
+    assert!((out[1] - 1.0 / (1.0 + (-4.0f32).exp())).abs() < 1e-6);
+    assert_eq!(out[2], 0.0);
+    let lut = Window::Lut {
+        first_mapped: -2.0,
+        values: vec![0.0, 0.25, 0.5, 1.0],
+    };
+    assert_eq!(
+        lut.apply(&[-10.0, -2.0, -0.5, 0.0, 1.0, 99.0]).unwrap(),
+        vec![0.0, 0.0, 0.25, 0.5, 1.0, 1.0]
+    );
+    assert!(Window::Linear {
+        center: 0.0,
+        width: 0.5
+    }
+    .validate()
+    .is_err());
 }

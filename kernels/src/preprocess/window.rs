@@ -9,12 +9,26 @@ pub enum Window {
     /// From the `low` to the `high` percentile (0-100) of the image itself,
     /// for radiographs whose stored values carry no absolute meaning.
     Percentile { low: f32, high: f32 },
+    /// DICOM LINEAR (PS3.3 C.11.2.1.2.1): the window of the image's VOI module.
+    Linear { center: f32, width: f32 },
+    /// DICOM SIGMOID (PS3.3 C.11.2.1.3.1).
+    Sigmoid { center: f32, width: f32 },
+    /// A VOI LUT Sequence table, outputs already scaled to [0, 1]; inputs
+    /// below `first_mapped` take the first entry, beyond the end the last.
+    Lut { first_mapped: f32, values: Vec<f32> },
 }
 
 impl Window {
     pub fn validate(&self) -> Result<(), PreprocessError> {
         match *self {
-            Window::Fixed { center, width } => {
+            Window::Linear { center, width } => {
+                if !(center.is_finite() && width.is_finite() && width >= 1.0) {
+                    return Err(PreprocessError::Window(format!(
+                        "a LINEAR window needs a finite centre and a width >= 1 (got {center}, {width})"
+                    )));
+                }
+            }
+            Window::Fixed { center, width } | Window::Sigmoid { center, width } => {
                 if !(center.is_finite() && width.is_finite() && width > 0.0) {
                     return Err(PreprocessError::Window(format!(
                         "fixed window needs a finite centre and a positive width (got {center}, {width})"
@@ -28,14 +42,29 @@ impl Window {
                     )));
                 }
             }
+            Window::Lut {
+                first_mapped,
+                ref values,
+            } => {
+                if values.is_empty() || !first_mapped.is_finite() {
+                    return Err(PreprocessError::Window("the VOI LUT is empty".into()));
+                }
+            }
         }
         Ok(())
     }
 
-    /// (lower, upper) bounds for `values`.
+    /// (lower, upper) bounds for `values`: the input range the window maps
+    /// onto [0, 1] (for a LUT, the inputs it covers).
     pub fn bounds(&self, values: &[f32]) -> (f32, f32) {
         match *self {
-            Window::Fixed { center, width } => (center - width / 2.0, center + width / 2.0),
+            Window::Fixed { center, width }
+            | Window::Linear { center, width }
+            | Window::Sigmoid { center, width } => (center - width / 2.0, center + width / 2.0),
+            Window::Lut {
+                first_mapped,
+                ref values,
+            } => (first_mapped, first_mapped + values.len() as f32 - 1.0),
             Window::Percentile { low, high } => {
                 let mut sorted: Vec<f32> =
                     values.iter().copied().filter(|v| v.is_finite()).collect();
@@ -48,6 +77,40 @@ impl Window {
     /// Maps `values` to [0, 1]. An image with no usable range (constant, or
     /// no finite value) is an error: a blank input must never be scored.
     pub fn apply(&self, values: &[f32]) -> Result<Vec<f32>, PreprocessError> {
+        match *self {
+            Window::Linear { center, width } => return Ok(linear(values, center, width)),
+            Window::Sigmoid { center, width } => {
+                return Ok(values
+                    .iter()
+                    .map(|&x| {
+                        let y = 1.0 / (1.0 + (-4.0 * (x - center) / width).exp());
+                        if y.is_nan() {
+                            0.0
+                        } else {
+                            y
+                        }
+                    })
+                    .collect())
+            }
+            Window::Lut {
+                first_mapped,
+                values: ref lut,
+            } => {
+                let last = lut.len() - 1;
+                return Ok(values
+                    .iter()
+                    .map(|&x| {
+                        let at = (x - first_mapped).max(0.0);
+                        lut[if at.is_nan() {
+                            0
+                        } else {
+                            (at as usize).min(last)
+                        }]
+                    })
+                    .collect());
+            }
+            Window::Fixed { .. } | Window::Percentile { .. } => {}
+        }
         let (lo, hi) = self.bounds(values);
         let span = hi - lo;
         if span <= 0.0 || !span.is_finite() {
@@ -81,4 +144,23 @@ pub fn percentile(sorted: &[f32], p: f32) -> f32 {
             sorted[i] + (sorted[j] - sorted[i]) * frac
         }
     }
+}
+
+/// DICOM LINEAR windowing to [0, 1]: `x <= c - 0.5 - (w-1)/2` → 0,
+/// `x > c - 0.5 + (w-1)/2` → 1, else `((x - (c - 0.5)) / (w - 1) + 0.5)`.
+fn linear(values: &[f32], center: f32, width: f32) -> Vec<f32> {
+    let (c, w) = (center - 0.5, width - 1.0);
+    let (lo, hi) = (c - w / 2.0, c + w / 2.0);
+    values
+        .iter()
+        .map(|&x| {
+            if x <= lo || x.is_nan() {
+                0.0
+            } else if x > hi {
+                1.0
+            } else {
+                (x - c) / w + 0.5
+            }
+        })
+        .collect()
 }

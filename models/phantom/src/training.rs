@@ -32,13 +32,14 @@ const MIN_BLOOD_PIXELS: usize = 30;
 /// manifest's chest route must say the same.
 pub fn chest_pipeline(side: usize) -> Pipeline {
     Pipeline {
-        window: Window::Percentile {
+        channels: vec![Window::Percentile {
             low: 0.5,
             high: 99.5,
-        },
+        }],
         invert_monochrome1: true,
         rows: side,
         cols: side,
+        letterbox: false,
         normalize_mean: 0.5,
         normalize_std: 0.25,
     }
@@ -47,13 +48,14 @@ pub fn chest_pipeline(side: usize) -> Pipeline {
 /// Window and size used for head CT (the brain window, in HU).
 pub fn head_pipeline(side: usize) -> Pipeline {
     Pipeline {
-        window: Window::Fixed {
+        channels: vec![Window::Fixed {
             center: 40.0,
             width: 80.0,
-        },
+        }],
         invert_monochrome1: false,
         rows: side,
         cols: side,
+        letterbox: false,
         normalize_mean: 0.5,
         normalize_std: 0.25,
     }
@@ -282,13 +284,16 @@ pub fn write_training_set(
     )?;
 
     let pipeline_json = |p: &Pipeline| {
-        let window = match p.window {
-            Window::Fixed { center, width } => {
+        let window = match p.channels.as_slice() {
+            [Window::Fixed { center, width }] => {
                 serde_json::json!({"window": "fixed", "center": center, "width": width})
             }
-            Window::Percentile { low, high } => {
+            [Window::Percentile { low, high }] => {
                 serde_json::json!({"window": "percentile", "percentile_low": low, "percentile_high": high})
             }
+            other => unreachable!(
+                "training pipelines have one fixed or percentile window, not {other:?}"
+            ),
         };
         serde_json::json!({
             "window": window,
