@@ -43,6 +43,10 @@ pub struct Triage {
     pub trusted_keys: Vec<PathBuf>,
     #[serde(default)]
     pub engine: EngineChoice,
+    /// Threads each model runs on, where the engine can use several
+    /// (onnxruntime); tract runs on one.
+    #[serde(default = "default_engine_threads")]
+    pub engine_threads: Bounded<1, 64>,
     /// Inference threads; each holds its own copy of the model.
     #[serde(default = "default_triage_workers")]
     pub workers: Bounded<1, 64>,
@@ -69,6 +73,9 @@ pub enum EngineChoice {
 fn default_true() -> bool {
     true
 }
+fn default_engine_threads() -> Bounded<1, 64> {
+    Bounded(1)
+}
 fn default_triage_workers() -> Bounded<1, 64> {
     Bounded(1)
 }
@@ -86,6 +93,7 @@ impl Default for Triage {
             bundle: None,
             trusted_keys: Vec::new(),
             engine: EngineChoice::Auto,
+            engine_threads: default_engine_threads(),
             workers: default_triage_workers(),
             queue: default_triage_queue(),
             series_idle_secs: default_series_idle(),

@@ -79,21 +79,41 @@ pub struct Model {
     variant: Variant,
 }
 
+/// What `choice` means in this build on this machine: `Auto` is ONNX
+/// Runtime when its library loads (feature `ort`, `ORT_DYLIB_PATH`), else tract.
+pub fn resolve(choice: EngineChoice) -> EngineChoice {
+    match choice {
+        EngineChoice::Auto if onnxruntime_loads() => EngineChoice::Onnxruntime,
+        EngineChoice::Auto => EngineChoice::Tract,
+        other => other,
+    }
+}
+
+fn onnxruntime_loads() -> bool {
+    #[cfg(feature = "ort")]
+    return firstlook_kernels::engine::onnxruntime_available().is_ok();
+    #[cfg(not(feature = "ort"))]
+    false
+}
+
 impl Model {
     /// Loads the bundle's model with tract and proves it on the bundle's
     /// golden cases; a model that does not reproduce them is never returned.
     pub fn load(bundle: Bundle, variant: Variant) -> Result<(Model, GoldenReport), ModelError> {
-        Self::load_with(bundle, variant, EngineChoice::Auto)
+        Self::load_with(bundle, variant, EngineChoice::Tract, 1)
     }
 
-    /// [`Model::load`] on the chosen backend. `Auto` is the best this build
-    /// has; a backend this build lacks is an error, never a silent fallback.
+    /// [`Model::load`] on the chosen backend with `threads` threads (where
+    /// the backend has a choice). `Auto` is the best this build and machine
+    /// have ([`resolve`]); a backend asked for by name that this build or
+    /// machine lacks is an error, never a silent fallback.
     pub fn load_with(
         bundle: Bundle,
         variant: Variant,
         engine: EngineChoice,
+        threads: usize,
     ) -> Result<(Model, GoldenReport), ModelError> {
-        let mut model = Self::load_unchecked(bundle, variant, engine)?;
+        let mut model = Self::load_unchecked(bundle, variant, engine, threads)?;
         let report = model.check_golden(None)?;
         tracing::info!(
             model = %model.bundle.manifest().name,
@@ -112,20 +132,8 @@ impl Model {
         bundle: Bundle,
         variant: Variant,
         engine: EngineChoice,
+        threads: usize,
     ) -> Result<Model, ModelError> {
-        match engine {
-            EngineChoice::Auto | EngineChoice::Tract => {}
-            EngineChoice::Onnxruntime => {
-                return Err(ModelError::EngineUnavailable(
-                    "onnxruntime: this build has no onnxruntime backend".into(),
-                ))
-            }
-            EngineChoice::Tensorrt => {
-                return Err(ModelError::EngineUnavailable(
-                    "tensorrt: this build has no TensorRT backend".into(),
-                ))
-            }
-        }
         let manifest = bundle.manifest();
         let bytes = match variant {
             Variant::Fp32 => bundle.model_bytes(),
@@ -136,10 +144,31 @@ impl Model {
             .iter()
             .map(|&d| d as usize)
             .collect();
-        let engine = TractEngine::load(bytes, &shape, manifest.outputs.len())?;
+        let outputs = manifest.outputs.len();
+        let engine: Box<dyn Engine> = match resolve(engine) {
+            EngineChoice::Auto | EngineChoice::Tract => {
+                Box::new(TractEngine::load(bytes, &shape, outputs)?)
+            }
+            #[cfg(feature = "ort")]
+            EngineChoice::Onnxruntime => Box::new(firstlook_kernels::engine::OrtEngine::load(
+                bytes, &shape, outputs, threads,
+            )?),
+            #[cfg(not(feature = "ort"))]
+            EngineChoice::Onnxruntime => {
+                let _ = threads;
+                return Err(ModelError::EngineUnavailable(
+                    "onnxruntime: this build has no onnxruntime backend (feature ort)".into(),
+                ));
+            }
+            EngineChoice::Tensorrt => {
+                return Err(ModelError::EngineUnavailable(
+                    "tensorrt: this build has no TensorRT backend".into(),
+                ))
+            }
+        };
         Ok(Model {
             bundle,
-            engine: Box::new(engine),
+            engine,
             variant,
         })
     }

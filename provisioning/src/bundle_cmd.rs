@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use firstlook::bundle::{self, Bundle, PublicKey, SecretKey, TrustStore};
-use firstlook::model::{Model, Variant};
+use firstlook::config::EngineChoice;
+use firstlook::model::{GoldenReport, Model, Variant};
 use firstlook::pixels::modality_image;
 
 #[derive(Subcommand)]
@@ -42,6 +43,8 @@ pub enum BundleAction {
         /// Run the INT8 model instead of the fp32 one.
         #[arg(long)]
         int8: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
         /// One JSON object per file on stdout instead of text.
         #[arg(long)]
         json: bool,
@@ -49,17 +52,42 @@ pub enum BundleAction {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Time the bundle's model on its first golden input with tract (batch 1).
+    /// Time the bundle's model on its first golden input (batch 1).
     Bench {
         #[arg(long, value_name = "PUBFILE")]
         trust: Vec<PathBuf>,
         #[arg(long)]
         int8: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
         /// Timed runs after one warm-up run.
         #[arg(long, default_value_t = 30)]
         runs: usize,
         bundle: PathBuf,
     },
+}
+
+/// Which inference backend runs the model.
+#[derive(clap::Args, Clone, Copy)]
+pub struct EngineArgs {
+    /// tract, onnxruntime (needs ORT_DYLIB_PATH) or auto.
+    #[arg(long, default_value = "tract", value_parser = parse_engine)]
+    engine: EngineChoice,
+    /// Threads for engines that can use several (onnxruntime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn parse_engine(s: &str) -> Result<EngineChoice, String> {
+    match s {
+        "auto" => Ok(EngineChoice::Auto),
+        "tract" => Ok(EngineChoice::Tract),
+        "onnxruntime" => Ok(EngineChoice::Onnxruntime),
+        "tensorrt" => Ok(EngineChoice::Tensorrt),
+        other => Err(format!(
+            "{other:?}: use tract, onnxruntime, tensorrt or auto"
+        )),
+    }
 }
 
 pub fn run(action: BundleAction) -> ExitCode {
@@ -70,16 +98,18 @@ pub fn run(action: BundleAction) -> ExitCode {
         BundleAction::Try {
             trust,
             int8,
+            engine,
             json,
             bundle,
             files,
-        } => try_files(&trust, int8, json, &bundle, &files),
+        } => try_files(&trust, int8, engine, json, &bundle, &files),
         BundleAction::Bench {
             trust,
             int8,
+            engine,
             runs,
             bundle,
-        } => bench(&trust, int8, runs, &bundle),
+        } => bench(&trust, int8, engine, runs, &bundle),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,28 +195,35 @@ fn verify(trust_files: &[PathBuf], file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn load(trust_files: &[PathBuf], file: &Path, int8: bool) -> Result<Model> {
+fn load(
+    trust_files: &[PathBuf],
+    file: &Path,
+    int8: bool,
+    engine: EngineArgs,
+) -> Result<(Model, GoldenReport)> {
     let bundle = open(trust_files, file)?;
     let variant = if int8 { Variant::Int8 } else { Variant::Fp32 };
-    let (model, report) =
-        Model::load(bundle, variant).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let (model, report) = Model::load_with(bundle, variant, engine.engine, engine.threads)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     eprintln!(
-        "{}: golden check passed ({} cases, largest difference {:.2e})",
+        "{}: golden check passed on {} ({} cases, largest difference {:.2e})",
         file.display(),
+        model.backend(),
         report.cases,
         report.max_abs_diff
     );
-    Ok(model)
+    Ok((model, report))
 }
 
 fn try_files(
     trust: &[PathBuf],
     int8: bool,
+    engine: EngineArgs,
     json: bool,
     bundle: &Path,
     files: &[PathBuf],
 ) -> Result<()> {
-    let mut model = load(trust, bundle, int8)?;
+    let (mut model, golden) = load(trust, bundle, int8, engine)?;
     if !json {
         eprintln!("{}", NOT_FOR_CLINICAL_USE);
     }
@@ -222,6 +259,8 @@ fn try_files(
                     "rows": image.image.height,
                     "columns": image.image.width,
                     "model": model.bundle().manifest().name,
+                    "engine": model.backend(),
+                    "golden_max_abs_diff": golden.max_abs_diff,
                     "clinical_use": model.bundle().manifest().clinical_use,
                     "findings": findings,
                 })
@@ -246,8 +285,14 @@ fn try_files(
 const NOT_FOR_CLINICAL_USE: &str =
     "Scores from a bundle with clinical_use = false are a demonstration, NOT FOR CLINICAL USE.";
 
-fn bench(trust: &[PathBuf], int8: bool, runs: usize, bundle: &Path) -> Result<()> {
-    let mut model = load(trust, bundle, int8)?;
+fn bench(
+    trust: &[PathBuf],
+    int8: bool,
+    engine: EngineArgs,
+    runs: usize,
+    bundle: &Path,
+) -> Result<()> {
+    let (mut model, _) = load(trust, bundle, int8, engine)?;
     let case = model
         .bundle()
         .manifest()
@@ -270,6 +315,7 @@ fn bench(trust: &[PathBuf], int8: bool, runs: usize, bundle: &Path) -> Result<()
         "{}",
         serde_json::json!({
             "backend": model.backend(),
+            "threads": engine.threads,
             "variant": if int8 { "int8" } else { "fp32" },
             "runs": ms.len(),
             "median_ms": ms[ms.len() / 2],

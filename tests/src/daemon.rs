@@ -44,6 +44,8 @@ pub struct DaemonConfig {
     pub low_watermark_percent: u32,
     /// Lines of the `[triage]` table; empty keeps its defaults.
     pub triage: String,
+    /// Environment variables for the daemon process.
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonConfig {
@@ -60,6 +62,7 @@ impl DaemonConfig {
             high_watermark_percent: 98,
             low_watermark_percent: 95,
             triage: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -80,6 +83,12 @@ impl DaemonConfig {
     pub fn retry_secs(mut self, initial: u32, max: u32) -> Self {
         self.retry_initial_secs = initial;
         self.retry_max_secs = max;
+        self
+    }
+
+    /// Sets an environment variable for the daemon process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -166,6 +175,7 @@ pub struct Daemon {
     pub spool_dir: PathBuf,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    env: Vec<(String, String)>,
     proc: Option<Proc>,
 }
 
@@ -182,6 +192,7 @@ impl Daemon {
             spool_dir,
             config_path,
             log_path: dir.join("firstlookd.log"),
+            env: config.env.clone(),
             proc: None,
         };
         d.spawn();
@@ -195,7 +206,8 @@ impl Daemon {
             .arg(&self.config_path)
             .arg("run")
             .env("FIRSTLOOK_LOG", "info")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn("firstlookd", &mut cmd, &self.log_path));
         let port = self.port;
         wait_until(Duration::from_secs(20), "firstlookd to be ready", |_| {

@@ -25,6 +25,26 @@ pub fn release_bin(name: &str) -> PathBuf {
     );
 }
 
+/// ONNX Runtime's library: `ORT_DYLIB_PATH` if set, else the one in the
+/// PyPI `onnxruntime` wheel that scripts/install-test-deps installs.
+pub fn ort_dylib() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so*')))[0])")
+        .output()
+        .expect("python3");
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        out.status.success() && path.is_file(),
+        "no libonnxruntime.so: install the onnxruntime wheel (scripts/install-test-deps)\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
 /// A script of `tests/py/`.
 pub fn py_script(name: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(name);

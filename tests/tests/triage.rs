@@ -42,7 +42,8 @@ fn storescu_cr_and_ct_get_the_right_decisions_and_still_reach_the_pacs() {
     let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
     let cfg = DaemonConfig::new()
         .scanner("SCANNER", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+        .destination(DestinationConfig::new("pacs", "PACS", pacs.port))
+        .triage("engine = \"tract\"");
     let mut daemon = Daemon::start(dir.path(), &cfg);
 
     let positive = phantom(

@@ -63,9 +63,9 @@ pub fn load_bundle(cfg: &TriageConfig) -> Result<Bundle, String> {
     }
 }
 
-/// The backend name `choice` resolves to in this build.
+/// The backend name `choice` resolves to in this build on this machine.
 fn engine_name(choice: EngineChoice) -> &'static str {
-    match choice {
+    match crate::model::resolve(choice) {
         EngineChoice::Auto | EngineChoice::Tract => "tract",
         EngineChoice::Onnxruntime => "onnxruntime",
         EngineChoice::Tensorrt => "tensorrt",
@@ -142,13 +142,14 @@ pub async fn start(
         let out_tx = out_tx.clone();
         let bundle = bundle.clone();
         let manifest = manifest.clone();
-        let choice = cfg.engine;
+        let choice = crate::model::resolve(cfg.engine);
+        let threads = cfg.engine_threads.get() as usize;
         let state = state.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             let loaded = match bundle {
-                Ok(bundle) => match Model::load_with(bundle, Variant::Fp32, choice) {
+                Ok(bundle) => match Model::load_with(bundle, Variant::Fp32, choice, threads) {
                     Ok((model, _)) => Loaded::Ready(Box::new(model)),
-                    Err(e) => Loaded::Broken(format!("the model failed to load: {e}")),
+                    Err(e) => Loaded::Broken(e.to_string()),
                 },
                 Err(reason) => Loaded::Broken(reason),
             };

@@ -1,9 +1,14 @@
 //! Inference engines behind one trait. `tract` (pure Rust, CPU) is the
-//! default; the Jetson's TensorRT backend arrives behind its own feature.
+//! default; `onnxruntime` (feature `ort`) loads ONNX Runtime at run time;
+//! the Jetson's TensorRT backend arrives behind its own feature.
 
+#[cfg(feature = "ort")]
+mod onnxruntime;
 #[cfg(feature = "tract")]
 mod tract;
 
+#[cfg(feature = "ort")]
+pub use self::onnxruntime::{runtime as onnxruntime_available, OrtEngine};
 #[cfg(feature = "tract")]
 pub use self::tract::TractEngine;
 
