@@ -310,6 +310,12 @@ impl Model {
 impl Model {
     /// The logits for one image through preprocessing route `route`.
     pub fn logits(&mut self, image: &ModalityImage, route: usize) -> Result<Vec<f32>, ModelError> {
+        let input = self.input(image, route)?;
+        self.infer_logits(&input)
+    }
+
+    /// The model input for one image through preprocessing route `route`.
+    pub fn input(&self, image: &ModalityImage, route: usize) -> Result<Tensor, ModelError> {
         let manifest = self.bundle.manifest();
         let pipeline = manifest
             .preprocessing
@@ -322,14 +328,20 @@ impl Model {
             .iter()
             .map(|&d| d as usize)
             .collect();
+        Ok(Tensor::new(shape, values)?)
+    }
+
+    /// Runs the model on a ready input and returns its logits, checked
+    /// against the manifest.
+    pub fn infer_logits(&mut self, input: &Tensor) -> Result<Vec<f32>, ModelError> {
+        let manifest = self.bundle.manifest();
         let logits_at = manifest
             .outputs
             .iter()
             .position(|o| o.name == "logits")
             .ok_or(ModelError::MissingOutput { name: "logits" })?;
         let want = manifest.logits_len();
-        let input = Tensor::new(shape, values)?;
-        let mut outputs = self.engine.run(&input)?;
+        let mut outputs = self.engine.run(input)?;
         if logits_at >= outputs.len() {
             return Err(ModelError::MissingOutput { name: "logits" });
         }

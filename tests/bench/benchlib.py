@@ -66,12 +66,26 @@ def start_storescp(outdir, port, aet="PACS"):
     return p
 
 
-def write_config(path, port, spool, destinations=()):
+def ort_dylib():
+    """The ONNX Runtime library of the PyPI wheel (the `ort` backend loads it)."""
+    import glob
+    import onnxruntime
+    return sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0]
+
+
+def write_config(path, port, spool, destinations=(), triage=None):
+    """`triage`: None turns triage off (the spine alone); else a dict of [triage] keys."""
     lines = [
         "[node]", 'ae_title = "FIRSTLOOK"', f'listen = "127.0.0.1:{port}"', f'spool_dir = "{spool}"',
         "[forward]", "retry_initial_secs = 1", "retry_max_secs = 2",
-        "[[scanners]]", 'ae_title = "*"', 'hosts = ["127.0.0.1"]',
+        "[triage]",
     ]
+    if triage is None:
+        lines.append("enabled = false")
+    else:
+        lines += [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}"
+                  for k, v in triage.items()]
+    lines += ["[[scanners]]", 'ae_title = "*"', 'hosts = ["127.0.0.1"]']
     for name, aet, addr in destinations:
         lines += ["[[destinations]]", f'name = "{name}"', f'ae_title = "{aet}"', f'address = "{addr}"']
     with open(path, "w") as f:
@@ -79,13 +93,14 @@ def write_config(path, port, spool, destinations=()):
 
 
 class Daemon:
-    def __init__(self, work, destinations=()):
+    def __init__(self, work, destinations=(), triage=None, env=None):
         self.port = free_port()
         self.spool = os.path.join(work, "spool")
         cfg = os.path.join(work, "firstlookd.toml")
-        write_config(cfg, self.port, self.spool, destinations)
+        write_config(cfg, self.port, self.spool, destinations, triage)
         self.log = open(os.path.join(work, "firstlookd.log"), "w")
-        self.proc = subprocess.Popen([FIRSTLOOKD, "--config", cfg, "run"], env=dict(ENV, FIRSTLOOK_LOG="warn"),
+        self.proc = subprocess.Popen([FIRSTLOOKD, "--config", cfg, "run"],
+                                     env={**ENV, "FIRSTLOOK_LOG": "warn", **(env or {})},
                                      stdout=self.log, stderr=self.log)
         wait_port(self.port)
 
@@ -140,3 +155,92 @@ def median(xs):
 
 def cleanup(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def phantom_cr(out, seed, count):
+    subprocess.run([PHANTOM, "--kind", "cr", "--seed", str(seed), "--count", str(count), "--out", out],
+                   check=True, stdout=subprocess.DEVNULL)
+    return sorted(os.path.join(out, f) for f in os.listdir(out))
+
+
+def distinct_copies(sources, n, out):
+    """`n` files cycling through `sources`, each with its own SOP Instance UID
+    (the same length, so a byte-for-byte substitution keeps the file valid).
+    The spool would keep a byte-identical re-send only once."""
+    import pydicom
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for k in range(n):
+        src = sources[k % len(sources)]
+        uid = pydicom.dcmread(src, stop_before_pixels=True).SOPInstanceUID
+        new = uid[:-6] + f"{k:06d}"
+        data = open(src, "rb").read().replace(uid.encode(), new.encode())
+        path = os.path.join(out, f"{k:05d}.dcm")
+        open(path, "wb").write(data)
+        paths.append(path)
+    return paths
+
+
+def bench_radiographs(n):
+    """`n` distinct 2048 x 2500 16-bit CR/DX phantom files (cached sources)."""
+    cache = os.path.join(TARGET, "bench", "cr-cache")
+    if not os.path.isdir(cache) or len(os.listdir(cache)) < 20:
+        cleanup(cache)
+        phantom_cr(cache, 4242, 20)
+    sources = sorted(os.path.join(cache, f) for f in os.listdir(cache))
+    return distinct_copies(sources, n, workdir("cr-copies"))
+
+
+def triage_run(files, interval, engine="auto", env=None):
+    """Sends `files` one C-STORE each, one every `interval` seconds (storescu
+    per file, not waiting), to a firstlookd with triage on `engine`; returns
+    (C-STORE commit -> decision ms per image, per-step timings of the worker,
+    the engine the daemon reported)."""
+    work = workdir("triage")
+    d = Daemon(work, triage={"engine": engine}, env=env)
+    try:
+        db = os.path.join(d.spool, "index.sqlite")
+        procs = []
+        start = time.perf_counter()
+        for k, f in enumerate(files):
+            delay = start + k * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            procs.append(subprocess.Popen([STORESCU, "-aec", "FIRSTLOOK", "127.0.0.1", str(d.port), f], env=ENV,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for p in procs:
+            if p.wait() != 0:
+                raise RuntimeError("storescu failed")
+        deadline = time.time() + 120
+        while True:
+            try:
+                con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+                try:
+                    units = con.execute("SELECT count(DISTINCT unit) FROM decisions").fetchone()[0]
+                    if units >= len(files):
+                        lat = [r[0] for r in con.execute(
+                            "SELECT min(decided_at) - max(received_last_at) FROM decisions GROUP BY unit")]
+                        timing = [dict(zip(("read", "decode", "preprocess", "inference"), r)) for r in con.execute(
+                            "SELECT json_extract(result, '$.timing.read_ms'), json_extract(result, '$.timing.decode_ms'),"
+                            " json_extract(result, '$.timing.preprocess_ms'), json_extract(result, '$.timing.inference_ms')"
+                            " FROM triage_results WHERE outcome = 'scored'")]
+                        engine_used = con.execute("SELECT engine FROM triage_model").fetchone()[0]
+                        return lat, timing, engine_used
+                finally:
+                    con.close()
+            except sqlite3.Error:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"triage did not decide on {len(files)} images within two minutes")
+            time.sleep(0.2)
+    finally:
+        d.stop()
+        cleanup(work)
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    pos = p / 100 * (len(xs) - 1)
+    i = int(pos)
+    j = min(i + 1, len(xs) - 1)
+    return xs[i] + (xs[j] - xs[i]) * (pos - i)

@@ -3,6 +3,7 @@
 //! with its reason; nothing here can stop forwarding.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use dicom_object::file::ReadPreamble;
 use dicom_object::OpenFileOptions;
@@ -12,7 +13,7 @@ use crate::bundle::Manifest;
 use crate::model::{Model, ModelError};
 use crate::pixels::{self, PixelError};
 use crate::spool::{now_ms, Spool};
-use crate::triage::{self, InstanceFacts, Routing, SliceOutcome, SliceResult};
+use crate::triage::{self, InstanceFacts, Routing, SliceOutcome, SliceResult, Timing};
 
 use super::facts;
 use super::store::Pending;
@@ -55,22 +56,28 @@ impl Worker {
     pub fn process(&mut self, p: &Pending) -> Output {
         let base = facts::from_index(p);
         let started = now_ms();
-        let slice = |facts: InstanceFacts, outcome: SliceOutcome| {
+        let mut timing = Timing::default();
+        let mut clock = Instant::now();
+        let mut lap = || {
+            let ms = clock.elapsed().as_secs_f32() * 1000.0;
+            clock = Instant::now();
+            ms
+        };
+        let slice = |facts: InstanceFacts, outcome: SliceOutcome, timing: Timing| {
             Output::Slice(Box::new(SliceResult {
                 facts,
                 outcome,
                 started_at_ms: started,
                 ended_at_ms: now_ms(),
+                timing,
             }))
         };
         if let Err(e) =
             self.spool
                 .read_dataset_into(p.segment, p.body_offset, 0, p.body_len, &mut self.buf)
         {
-            return slice(
-                base,
-                SliceOutcome::Error(format!("the stored instance cannot be read: {e}")),
-            );
+            let error = format!("the stored instance cannot be read: {e}");
+            return slice(base, SliceOutcome::Error(error), timing);
         }
         let obj = match OpenFileOptions::new()
             .read_preamble(ReadPreamble::Always)
@@ -78,12 +85,11 @@ impl Worker {
         {
             Ok(obj) => obj,
             Err(e) => {
-                return slice(
-                    base,
-                    SliceOutcome::Error(format!("the stored instance cannot be parsed: {e}")),
-                )
+                let error = format!("the stored instance cannot be parsed: {e}");
+                return slice(base, SliceOutcome::Error(error), timing);
             }
         };
+        timing.read_ms = lap();
         let facts = facts::read(&obj, base);
         let Some(manifest) = self.manifest.as_deref() else {
             let reason = match &self.model {
@@ -96,7 +102,7 @@ impl Worker {
                     reason: format!("not an image ({reason})"),
                 };
             }
-            return slice(facts, SliceOutcome::Error(reason));
+            return slice(facts, SliceOutcome::Error(reason), timing);
         };
         let route = match triage::route(manifest, &facts) {
             Routing::Applies { route } => route,
@@ -108,23 +114,29 @@ impl Worker {
             }
         };
         if let Err(reason) = triage::gate(manifest, &facts) {
-            return slice(facts, SliceOutcome::NotAssessable(reason));
+            return slice(facts, SliceOutcome::NotAssessable(reason), timing);
         }
         let model = match &mut self.model {
             Loaded::Ready(model) => model,
             Loaded::Broken(reason) => {
                 let reason = reason.clone();
-                return slice(facts, SliceOutcome::Error(reason));
+                return slice(facts, SliceOutcome::Error(reason), timing);
             }
         };
         let image = match pixels::modality_image(&obj) {
             Ok(image) => image,
             Err(e @ (PixelError::UnknownSyntax(_) | PixelError::Decode(_))) => {
-                return slice(facts, SliceOutcome::Error(e.to_string()))
+                return slice(facts, SliceOutcome::Error(e.to_string()), timing)
             }
-            Err(e) => return slice(facts, SliceOutcome::NotAssessable(e.to_string())),
+            Err(e) => return slice(facts, SliceOutcome::NotAssessable(e.to_string()), timing),
         };
-        let outcome = match model.logits(&image, route) {
+        timing.decode_ms = lap();
+        let outcome = match model.input(&image, route).and_then(|input| {
+            timing.preprocess_ms = lap();
+            let logits = model.infer_logits(&input);
+            timing.inference_ms = lap();
+            logits
+        }) {
             Ok(logits) => SliceOutcome::Scored { logits },
             Err(
                 e @ (ModelError::Preprocess(
@@ -134,6 +146,6 @@ impl Worker {
             ) => SliceOutcome::NotAssessable(e.to_string()),
             Err(e) => SliceOutcome::Error(format!("the model failed: {e}")),
         };
-        slice(facts, outcome)
+        slice(facts, outcome, timing)
     }
 }

@@ -88,6 +88,20 @@ pub struct SliceResult {
     pub outcome: SliceOutcome,
     pub started_at_ms: i64,
     pub ended_at_ms: i64,
+    /// Where the time went, for monitoring and the benchmarks.
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// Milliseconds spent in each step of one instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Reading the instance from the spool and parsing it.
+    pub read_ms: f32,
+    /// Pixel decoding and the modality LUT.
+    pub decode_ms: f32,
+    pub preprocess_ms: f32,
+    pub inference_ms: f32,
 }
 
 #[cfg(test)]

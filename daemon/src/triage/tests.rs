@@ -258,6 +258,7 @@ fn scored(facts: InstanceFacts, logits: [f32; 3]) -> SliceResult {
         outcome: SliceOutcome::Scored {
             logits: logits.to_vec(),
         },
+        timing: Timing::default(),
     }
 }
 
@@ -267,6 +268,7 @@ fn failed(facts: InstanceFacts, outcome: SliceOutcome) -> SliceResult {
         ended_at_ms: facts.received_at_ms,
         facts,
         outcome,
+        timing: Timing::default(),
     }
 }
 

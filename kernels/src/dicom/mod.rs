@@ -223,7 +223,7 @@ pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelEr
         let decoded = obj
             .decode_pixel_data_frame(0)
             .map_err(|e| PixelError::Decode(e.to_string()))?;
-        decoded.data().to_vec()
+        std::borrow::Cow::Owned(decoded.data().to_vec())
     } else {
         native_bytes(obj)?
     };
@@ -239,7 +239,7 @@ pub fn modality_frames(obj: &DefaultDicomObject) -> Result<Vec<ModalityImage>, P
         let decoded = obj
             .decode_pixel_data()
             .map_err(|e| PixelError::Decode(e.to_string()))?;
-        decoded.data().to_vec()
+        std::borrow::Cow::Owned(decoded.data().to_vec())
     } else {
         native_bytes(obj)?
     };
@@ -251,13 +251,11 @@ pub fn modality_frames(obj: &DefaultDicomObject) -> Result<Vec<ModalityImage>, P
         .collect())
 }
 
-fn native_bytes(obj: &DefaultDicomObject) -> Result<Vec<u8>, PixelError> {
-    Ok(obj
-        .element(tags::PIXEL_DATA)
+fn native_bytes(obj: &DefaultDicomObject) -> Result<std::borrow::Cow<'_, [u8]>, PixelError> {
+    obj.element(tags::PIXEL_DATA)
         .map_err(|_| PixelError::Attribute("PixelData"))?
         .to_bytes()
-        .map_err(|_| PixelError::Attribute("PixelData"))?
-        .into_owned())
+        .map_err(|_| PixelError::Attribute("PixelData"))
 }
 
 fn into_image(layout: &Layout, image: Image, frame: u32, voi: Voi) -> ModalityImage {
@@ -287,20 +285,9 @@ fn frames_from(layout: &Layout, data: &[u8], frames: usize) -> Result<Vec<Image>
             got: data.len(),
         });
     }
-    let (stored, signed) = (layout.stored, layout.signed);
-    let samples: Vec<i32> = if layout.bits == 8 {
-        data[..want]
-            .iter()
-            .map(|&b| sample_value(u32::from(b), stored, signed))
-            .collect()
-    } else {
-        data[..want]
-            .chunks_exact(2)
-            .map(|c| sample_value(u32::from(u16::from_le_bytes([c[0], c[1]])), stored, signed))
-            .collect()
-    };
-    Ok(samples
-        .chunks_exact(per_frame)
+    let frame_bytes = per_frame * bytes_per;
+    Ok(data[..want]
+        .chunks_exact(frame_bytes)
         .map(|frame| Image {
             width: layout.cols,
             height: layout.rows,
@@ -309,14 +296,29 @@ fn frames_from(layout: &Layout, data: &[u8], frames: usize) -> Result<Vec<Image>
         .collect())
 }
 
+/// Stored values of one frame's little-endian samples, in one pass.
+fn samples<'a>(layout: &Layout, frame: &'a [u8]) -> impl Iterator<Item = i32> + 'a {
+    let (stored, signed, bits) = (layout.stored, layout.signed, layout.bits);
+    let step = usize::from(bits / 8);
+    frame.chunks_exact(step).map(move |c| {
+        let raw = if bits == 8 {
+            u32::from(c[0])
+        } else {
+            u32::from(u16::from_le_bytes([c[0], c[1]]))
+        };
+        sample_value(raw, stored, signed)
+    })
+}
+
 /// The modality LUT, with padding pixels set to the darkest value of the
 /// rest (the lowest for MONOCHROME2, the highest for MONOCHROME1), so that
 /// padding reads as background and never skews a percentile window.
-fn modality_values(layout: &Layout, samples: &[i32]) -> Vec<f32> {
+fn modality_values(layout: &Layout, frame: &[u8]) -> Vec<f32> {
     let rescale = |v: i32| v as f32 * layout.slope + layout.intercept;
     let Some((lo, hi)) = layout.padding else {
-        return samples.iter().map(|&v| rescale(v)).collect();
+        return samples(layout, frame).map(rescale).collect();
     };
+    let samples: Vec<i32> = samples(layout, frame).collect();
     let is_pad = |v: i32| (lo..=hi).contains(&i64::from(v));
     let kept = samples.iter().filter(|&&v| !is_pad(v)).map(|&v| rescale(v));
     let darkest = if layout.monochrome1 {

@@ -66,10 +66,12 @@ impl Window {
                 ref values,
             } => (first_mapped, first_mapped + values.len() as f32 - 1.0),
             Window::Percentile { low, high } => {
-                let mut sorted: Vec<f32> =
+                let mut finite: Vec<f32> =
                     values.iter().copied().filter(|v| v.is_finite()).collect();
-                sorted.sort_by(f32::total_cmp);
-                (percentile(&sorted, low), percentile(&sorted, high))
+                (
+                    select_percentile(&mut finite, low),
+                    select_percentile(&mut finite, high),
+                )
             }
         }
     }
@@ -163,4 +165,23 @@ fn linear(values: &[f32], center: f32, width: f32) -> Vec<f32> {
             }
         })
         .collect()
+}
+
+/// [`percentile`] without sorting everything: the two order statistics it
+/// interpolates between, found by selection (O(n)). Reorders `values`.
+fn select_percentile(values: &mut [f32], p: f32) -> f32 {
+    let n = values.len();
+    if n < 2 {
+        return values.first().copied().unwrap_or(0.0);
+    }
+    let pos = f64::from(p.clamp(0.0, 100.0)) / 100.0 * (n - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = (pos - i as f64) as f32;
+    let (_, &mut lo, upper) = values.select_nth_unstable_by(i, f32::total_cmp);
+    let hi = if i + 1 < n {
+        upper.iter().copied().fold(f32::INFINITY, f32::min)
+    } else {
+        lo
+    };
+    lo + (hi - lo) * frac
 }
