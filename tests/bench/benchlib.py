@@ -78,6 +78,8 @@ def write_config(path, port, spool, destinations=(), triage=None):
     lines = [
         "[node]", 'ae_title = "FIRSTLOOK"', f'listen = "127.0.0.1:{port}"', f'spool_dir = "{spool}"',
         "[forward]", "retry_initial_secs = 1", "retry_max_secs = 2",
+        # The VM's disk is shared and often past the default 90 % watermark.
+        "[spool]", "high_watermark_percent = 98", "low_watermark_percent = 95",
         "[triage]",
     ]
     if triage is None:
@@ -182,7 +184,8 @@ def distinct_copies(sources, n, out):
 
 
 def bench_radiographs(n):
-    """`n` distinct 2048 x 2500 16-bit CR/DX phantom files (cached sources)."""
+    """`n` distinct 2048 x 2500 16-bit CR/DX phantom files (cached sources),
+    in a folder the caller removes with `cleanup(os.path.dirname(files[0]))`."""
     cache = os.path.join(TARGET, "bench", "cr-cache")
     if not os.path.isdir(cache) or len(os.listdir(cache)) < 20:
         cleanup(cache)

@@ -55,6 +55,7 @@ pub trait Engine: Send {
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>, EngineError>;
 }
 
+#[cfg(any(feature = "tract", feature = "ort"))]
 pub(crate) fn check_finite(outputs: &[Tensor]) -> Result<(), EngineError> {
     match outputs
         .iter()

@@ -52,7 +52,9 @@ def threshold_for_sensitivity(scores, labels, target=0.90):
     pos = np.sort(scores[labels == 1])
     if len(pos) == 0:
         return 0.0
-    k = int(math.floor((1 - target) * len(pos)))
+    # Rounded first: (1 - 0.9) * 20 is 1.999... in floating point, which
+    # would keep one positive too many above the threshold.
+    k = int(math.floor(round((1 - target) * len(pos), 9)))
     return float(pos[min(k, len(pos) - 1)]) - 1e-6
 
 

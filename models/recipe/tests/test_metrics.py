@@ -37,6 +37,13 @@ class Metrics(unittest.TestCase):
         self.assertGreaterEqual(sens, 0.9)
         self.assertLess(sens, 0.91)
 
+    def test_threshold_for_sensitivity_is_exact_where_floating_point_is_not(self):
+        # (1 - 0.9) * 20 = 1.9999999999999996: two of 20 positives may fall below.
+        s = np.arange(40, dtype=float)
+        y = np.array([0] * 20 + [1] * 20)
+        t = metrics.threshold_for_sensitivity(s, y, 0.9)
+        self.assertEqual(((s > t) & (y == 1)).sum(), 18)
+
     def test_hit_needs_the_peak_near_the_true_region(self):
         heat = np.zeros((8, 8))
         heat[2, 2] = 1.0
