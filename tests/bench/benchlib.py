@@ -195,10 +195,11 @@ def bench_radiographs(n):
 
 
 def triage_run(files, interval, engine="auto", env=None):
-    """Sends `files` one C-STORE each, one every `interval` seconds (storescu
-    per file, not waiting), to a firstlookd with triage on `engine`; returns
-    (C-STORE commit -> decision ms per image, per-step timings of the worker,
-    the engine the daemon reported)."""
+    """Sends `files` (radiographs) one C-STORE each, one every `interval`
+    seconds (storescu per file, not waiting), to a firstlookd with triage on
+    `engine`; returns ({"start": C-STORE start -> decision ms, "commit":
+    commit of the instance -> decision ms} per image, per-step timings of the
+    worker, the engine the daemon reported)."""
     work = workdir("triage")
     d = Daemon(work, triage={"engine": engine}, env=env)
     try:
@@ -221,8 +222,11 @@ def triage_run(files, interval, engine="auto", env=None):
                 try:
                     units = con.execute("SELECT count(DISTINCT unit) FROM decisions").fetchone()[0]
                     if units >= len(files):
-                        lat = [r[0] for r in con.execute(
-                            "SELECT min(decided_at) - max(received_last_at) FROM decisions GROUP BY unit")]
+                        rows = con.execute(
+                            "SELECT min(d.decided_at) - max(d.received_last_at), min(d.decided_at) - max(i.committed_at)"
+                            " FROM decisions d JOIN instances i ON d.unit = 'instance ' || i.sop_instance_uid"
+                            " GROUP BY d.unit").fetchall()
+                        lat = {"start": [r[0] for r in rows], "commit": [r[1] for r in rows]}
                         timing = [dict(zip(("read", "decode", "preprocess", "inference"), r)) for r in con.execute(
                             "SELECT json_extract(result, '$.timing.read_ms'), json_extract(result, '$.timing.decode_ms'),"
                             " json_extract(result, '$.timing.preprocess_ms'), json_extract(result, '$.timing.inference_ms')"

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS instances(
   hash BLOB NOT NULL,
   received_at INTEGER NOT NULL,
   superseded INTEGER NOT NULL DEFAULT 0,
+  committed_at INTEGER,
   UNIQUE(segment, offset)
 );
 CREATE INDEX IF NOT EXISTS instances_uid ON instances(sop_instance_uid);
@@ -73,7 +74,21 @@ pub fn open_connection(path: &Path) -> Result<Connection, IndexError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(SCHEMA)?;
+    add_column(&conn, "instances", "committed_at", "INTEGER")?;
     Ok(conn)
+}
+
+/// Adds a column that a spool made by an older firstlookd lacks.
+fn add_column(conn: &Connection, table: &str, column: &str, kind: &str) -> Result<(), IndexError> {
+    let present: bool = conn
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
+        .exists(params![column])?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    }
+    Ok(())
 }
 
 /// Opens the index for reading only, beside a running daemon.
@@ -146,8 +161,9 @@ pub fn insert(
     let s = &rec.summary;
     tx.prepare_cached(
         "INSERT INTO instances(sop_instance_uid, sop_class_uid, transfer_syntax_uid, study_uid, series_uid, modality,
-           instance_number, calling_ae, peer, segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
-         VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
+           instance_number, calling_ae, peer, segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at,
+           committed_at)
+         VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
     )?
     .execute(params![
             h.sop_instance_uid,
@@ -167,6 +183,7 @@ pub fn insert(
             h.dataset_offset as i64,
             hash.as_slice(),
             h.received_at,
+            now_ms,
         ])?;
     let id = tx.last_insert_rowid();
     {
