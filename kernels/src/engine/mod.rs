@@ -55,6 +55,29 @@ pub trait Engine: Send {
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>, EngineError>;
 }
 
+/// The model has as many outputs as the manifest declares.
+#[cfg(any(feature = "tract", feature = "ort"))]
+pub(crate) fn check_outputs(expected: usize, got: usize) -> Result<(), EngineError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(EngineError::Outputs { expected, got })
+    }
+}
+
+/// The input has the shape the engine was built for.
+#[cfg(any(feature = "tract", feature = "ort"))]
+pub(crate) fn check_input(expected: &[usize], input: &Tensor) -> Result<(), EngineError> {
+    if input.shape == expected {
+        Ok(())
+    } else {
+        Err(EngineError::Shape {
+            expected: expected.to_vec(),
+            got: input.data.len(),
+        })
+    }
+}
+
 #[cfg(any(feature = "tract", feature = "ort"))]
 pub(crate) fn check_finite(outputs: &[Tensor]) -> Result<(), EngineError> {
     match outputs

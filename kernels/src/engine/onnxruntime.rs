@@ -10,7 +10,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::{check_finite, Engine, EngineError, Tensor};
+use super::{check_finite, check_input, check_outputs, Engine, EngineError, Tensor};
 
 pub struct OrtEngine {
     session: Session,
@@ -66,12 +66,7 @@ impl OrtEngine {
             .commit_from_memory(onnx)
             .map_err(load)?;
         let got = session.outputs().len();
-        if got != outputs {
-            return Err(EngineError::Outputs {
-                expected: outputs,
-                got,
-            });
-        }
+        check_outputs(outputs, got)?;
         Ok(OrtEngine {
             session,
             input_shape: input_shape.to_vec(),
@@ -90,22 +85,12 @@ impl Engine for OrtEngine {
     }
 
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>, EngineError> {
-        if input.shape != self.input_shape {
-            return Err(EngineError::Shape {
-                expected: self.input_shape.clone(),
-                got: input.data.len(),
-            });
-        }
+        check_input(&self.input_shape, input)?;
         let run = |e: ort::Error| EngineError::Run(e.to_string());
         let view = TensorRef::from_array_view((input.shape.clone(), input.data.as_slice()))
             .map_err(run)?;
         let result = self.session.run(ort::inputs![view]).map_err(run)?;
-        if result.len() != self.outputs {
-            return Err(EngineError::Outputs {
-                expected: self.outputs,
-                got: result.len(),
-            });
-        }
+        check_outputs(self.outputs, result.len())?;
         let outputs = result
             .values()
             .map(|value| {

@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use tract_onnx::prelude::*;
 
-use super::{check_finite, Engine, EngineError, Tensor};
+use super::{check_finite, check_input, check_outputs, Engine, EngineError, Tensor};
 
 type Plan = std::sync::Arc<TypedRunnableModel>;
 
@@ -28,12 +28,7 @@ impl TractEngine {
             .into_runnable()
             .map_err(load)?;
         let got = plan.model().output_outlets().map_err(load)?.len();
-        if got != outputs {
-            return Err(EngineError::Outputs {
-                expected: outputs,
-                got,
-            });
-        }
+        check_outputs(outputs, got)?;
         Ok(TractEngine {
             plan,
             input_shape: input_shape.to_vec(),
@@ -52,22 +47,12 @@ impl Engine for TractEngine {
     }
 
     fn run(&mut self, input: &Tensor) -> Result<Vec<Tensor>, EngineError> {
-        if input.shape != self.input_shape {
-            return Err(EngineError::Shape {
-                expected: self.input_shape.clone(),
-                got: input.data.len(),
-            });
-        }
+        check_input(&self.input_shape, input)?;
         let run = |e: TractError| EngineError::Run(format!("{e:#}"));
         let tensor =
             tract_onnx::prelude::Tensor::from_shape(&input.shape, &input.data).map_err(run)?;
         let result = self.plan.run(tvec!(tensor.into_tvalue())).map_err(run)?;
-        if result.len() != self.outputs {
-            return Err(EngineError::Outputs {
-                expected: self.outputs,
-                got: result.len(),
-            });
-        }
+        check_outputs(self.outputs, result.len())?;
         let outputs = result
             .iter()
             .map(|value| {
