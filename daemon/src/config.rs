@@ -542,6 +542,29 @@ impl Config {
         Ok(config)
     }
 
+    /// An error about the `[triage]` model (a bundle that cannot be read or
+    /// verified), placed at `bundle`, else at `trusted_keys`, of `text`.
+    pub fn triage_error(
+        &self,
+        text: &str,
+        origin: &str,
+        message: String,
+        fix: &str,
+    ) -> ConfigError {
+        let places: Places = toml::from_str(text).unwrap_or_default();
+        let span = places
+            .triage
+            .and_then(|t| t.bundle.or(t.trusted_keys))
+            .map(|v| v.span());
+        invalid_at(
+            text,
+            origin,
+            span.map_or(0, |s| s.start),
+            message,
+            fix.to_string(),
+        )
+    }
+
     fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
         // The same text again, keeping where each checked value sits.
         let places: Places = toml::from_str(text).unwrap_or_default();
@@ -659,6 +682,7 @@ impl Config {
 #[derive(Debug, Default, Deserialize)]
 struct Places {
     spool: Option<SpoolPlaces>,
+    triage: Option<TriagePlaces>,
     forward: Option<ForwardPlaces>,
     #[serde(default)]
     scanners: Vec<ScannerPlaces>,
@@ -669,6 +693,12 @@ struct Places {
 #[derive(Debug, Deserialize)]
 struct SpoolPlaces {
     low_watermark_percent: Option<toml::Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TriagePlaces {
+    bundle: Option<toml::Spanned<toml::Value>>,
+    trusted_keys: Option<toml::Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

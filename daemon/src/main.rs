@@ -106,6 +106,38 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
+                if c.triage.enabled {
+                    match firstlook::inference::load_bundle(&c.triage) {
+                        Ok(bundle) => {
+                            let m = bundle.manifest();
+                            println!(
+                                "{}: model {} {} (sha256 {}){}",
+                                file.display(),
+                                m.name,
+                                m.version,
+                                bundle.sha256_hex(),
+                                if m.clinical_use {
+                                    ""
+                                } else {
+                                    " — a demonstration model, NOT FOR CLINICAL USE"
+                                }
+                            );
+                        }
+                        Err(reason) => {
+                            let text = std::fs::read_to_string(&file)?;
+                            eprintln!(
+                                "{}",
+                                c.triage_error(
+                                    &text,
+                                    &file.display().to_string(),
+                                    reason,
+                                    "point [triage] bundle at a signed .flb and list its vendor's public key in trusted_keys; `firstlook-provision bundle verify` says why a bundle is refused"
+                                )
+                            );
+                            return Ok(std::process::ExitCode::from(2));
+                        }
+                    }
+                }
                 println!(
                     "{}: OK (AE {}, listening on {}, {} scanner entries, {} destinations)",
                     file.display(),

@@ -427,6 +427,12 @@ fn broken_configs() -> Vec<(&'static str, String, usize, &'static str)> {
     };
     vec![
         (
+            "missing-bundle",
+            good("", "", "\"127.0.0.1\"") + "[triage]\nengine = \"tract\"\nbundle = \"/nonexistent/site.flb\"\n",
+            11,
+            "/nonexistent/site.flb",
+        ),
+        (
             "unknown-key",
             good("max_asociations = 4\n", "", "\"127.0.0.1\""),
             5,
