@@ -70,6 +70,34 @@ pub enum EngineChoice {
     Tensorrt,
 }
 
+impl EngineChoice {
+    /// The name used in the configuration, in decisions and on status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Tract => "tract",
+            EngineChoice::Onnxruntime => "onnxruntime",
+            EngineChoice::Tensorrt => "tensorrt",
+        }
+    }
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            EngineChoice::Auto,
+            EngineChoice::Tract,
+            EngineChoice::Onnxruntime,
+            EngineChoice::Tensorrt,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+        .ok_or_else(|| format!("{s:?}: use auto, tract, onnxruntime or tensorrt"))
+    }
+}
+
 fn default_true() -> bool {
     true
 }

@@ -280,9 +280,7 @@ impl Model {
             }
         }
         let route = manifest
-            .preprocessing
-            .iter()
-            .position(|p| p.modalities.contains(&image.modality))
+            .route_index(&image.modality)
             .ok_or_else(|| ModelError::NoRoute(image.modality.clone()))?;
         let logits = self.logits(image, route)?;
         let manifest = self.bundle.manifest();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inference::store::{self, ModelState};
 use crate::spool::{index_path, now_ms, open_read_only, usage, IndexError};
-use crate::triage::Decision;
+use crate::triage::{Decision, Outcome};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DestinationStatus {
@@ -176,13 +176,16 @@ fn triage(conn: &rusqlite::Connection) -> Result<TriageStatus, StatusError> {
     let count = |sql: &str| -> Result<u64, StatusError> {
         Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
     };
-    let outcome = |o: &str| -> Result<u64, StatusError> {
-        Ok(conn.query_row(
-            "SELECT count(*) FROM decisions WHERE outcome = ?1",
-            params![o],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
-    };
+    let mut outcomes = std::collections::HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT outcome, count(*) FROM decisions GROUP BY outcome")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (outcome, n) = row?;
+            outcomes.insert(outcome, n as u64);
+        }
+    }
+    let outcome = |o: Outcome| outcomes.get(o.as_str()).copied().unwrap_or(0);
     Ok(TriageStatus {
         model: store::model_state(conn)?,
         queue: count(
@@ -194,11 +197,11 @@ fn triage(conn: &rusqlite::Connection) -> Result<TriageStatus, StatusError> {
             "SELECT count(*) FROM triage_results WHERE outcome = 'not_applicable'",
         )?,
         decided_units: count("SELECT count(DISTINCT unit) FROM decisions")?,
-        urgent: outcome("urgent")?,
-        finding: outcome("finding")?,
-        no_finding: outcome("no_finding")?,
-        not_assessable: outcome("not_assessable")?,
-        errors: outcome("error")?,
+        urgent: outcome(Outcome::Urgent),
+        finding: outcome(Outcome::Finding),
+        no_finding: outcome(Outcome::NoFinding),
+        not_assessable: outcome(Outcome::NotAssessable),
+        errors: outcome(Outcome::Error),
         recent: store::recent_decisions(conn, 10)?
             .into_iter()
             .map(|(_, d)| d)

@@ -5,10 +5,11 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
-use firstlook::bundle::{self, Bundle, PublicKey, SecretKey, TrustStore};
+use firstlook::bundle::{self, Bundle, SecretKey, TrustStore};
 use firstlook::config::EngineChoice;
 use firstlook::model::{GoldenReport, Model, Variant};
 use firstlook::pixels::modality_image;
@@ -71,23 +72,11 @@ pub enum BundleAction {
 #[derive(clap::Args, Clone, Copy)]
 pub struct EngineArgs {
     /// tract, onnxruntime (needs ORT_DYLIB_PATH) or auto.
-    #[arg(long, default_value = "tract", value_parser = parse_engine)]
+    #[arg(long, default_value = "tract", value_parser = EngineChoice::from_str)]
     engine: EngineChoice,
     /// Threads for engines that can use several (onnxruntime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-}
-
-fn parse_engine(s: &str) -> Result<EngineChoice, String> {
-    match s {
-        "auto" => Ok(EngineChoice::Auto),
-        "tract" => Ok(EngineChoice::Tract),
-        "onnxruntime" => Ok(EngineChoice::Onnxruntime),
-        "tensorrt" => Ok(EngineChoice::Tensorrt),
-        other => Err(format!(
-            "{other:?}: use tract, onnxruntime, tensorrt or auto"
-        )),
-    }
 }
 
 pub fn run(action: BundleAction) -> ExitCode {
@@ -174,17 +163,10 @@ fn sign(key_path: &Path, dir: &Path, out: &Path) -> Result<()> {
 }
 
 fn open(trust_files: &[PathBuf], file: &Path) -> Result<Bundle> {
-    let trust = if trust_files.is_empty() {
+    if trust_files.is_empty() {
         eprintln!("no --trust given: using the demo trust store (the public demo TEST key only)");
-        TrustStore::demo()
-    } else {
-        let mut store = TrustStore::new();
-        for path in trust_files {
-            let name = path.file_stem().unwrap_or_default().to_string_lossy();
-            store.add(name, PublicKey::load(path)?);
-        }
-        store
-    };
+    }
+    let trust = TrustStore::from_key_files(trust_files)?;
     Bundle::open(file, &trust).map_err(|e| anyhow!("{}: {e}", file.display()))
 }
 

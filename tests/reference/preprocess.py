@@ -106,12 +106,18 @@ def padded(raw, ds):
     return (raw >= min(a, b)) & (raw <= max(a, b))
 
 
-def frame_tensor(raw, ds, p):
+def modality_values(raw, ds):
+    """The modality LUT, padding replaced by the darkest unpadded value."""
     values = apply_modality_lut(raw, ds).astype(np.float64)
     pad = padded(raw, ds)
     if pad.any() and not pad.all():
         mono1 = ds.PhotometricInterpretation == "MONOCHROME1"
         values[pad] = values[~pad].max() if mono1 else values[~pad].min()
+    return values
+
+
+def frame_tensor(raw, ds, p):
+    values = modality_values(raw, ds)
     rows, cols = p["rows"], p["cols"]
     h, w = values.shape
     if p["letterbox"]:

@@ -22,7 +22,9 @@ pub use dicom::{
     DicomFile,
 };
 pub use firstlook_phantom::{write_study, Finding, Kind, StudySpec};
-pub use paths::{firstlookd_bin, free_port, ort_dylib, py_script, release_bin, scratch, Scratch};
+pub use paths::{
+    demo_bundle, firstlookd_bin, free_port, ort_dylib, py_script, release_bin, scratch, Scratch,
+};
 pub use peers::{Orthanc, PyPacs, StoreScp};
 pub use process::{last_lines, python, run_cmd, tail, tool, CmdOutput, Proc};
 pub use scanners::{

@@ -25,6 +25,11 @@ pub fn release_bin(name: &str) -> PathBuf {
     );
 }
 
+/// The committed demo bundle, `models/demo/firstlook-demo.flb`.
+pub fn demo_bundle() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo/firstlook-demo.flb")
+}
+
 /// ONNX Runtime's library: `ORT_DYLIB_PATH` if set, else the one in the
 /// PyPI `onnxruntime` wheel that scripts/install-test-deps installs.
 pub fn ort_dylib() -> PathBuf {

@@ -4,16 +4,12 @@
 //! is told to, or says clearly why it cannot.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use firstlook_e2e::*;
 use serde_json::Value;
-
-fn demo_bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo/firstlook-demo.flb")
-}
 
 /// `bundle try --json` on `engine`: file → result.
 fn scores(engine: &str, files: &[PathBuf]) -> BTreeMap<String, Value> {

@@ -3,18 +3,15 @@
 //! by `firstlook-provision`, and real images from pydicom-data decoded and
 //! scored through firstlook's own path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use firstlook::pixels::modality_image;
 use firstlook_e2e::{
-    pydicom_test_file, release_bin, run_cmd, scratch, write_study, Finding, Kind, StudySpec,
+    demo_bundle, pydicom_test_file, release_bin, run_cmd, scratch, write_study, Finding, Kind,
+    StudySpec,
 };
-
-fn demo_bundle() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/demo/firstlook-demo.flb")
-}
 
 fn provision(args: &[&str]) -> firstlook_e2e::CmdOutput {
     run_cmd(
@@ -164,16 +161,11 @@ fn bundle_try_decodes_jpeg_2000_and_refuses_what_it_cannot_decode_clearly() {
 /// `apply_modality_lut`; pixel padding replaced by the darkest value as the
 /// parity reference does), summarised: count, sum, min, max and every 9973rd value.
 fn pydicom_summary(path: &Path) -> Vec<f64> {
-    let script = "import sys, numpy as np, pydicom\n\
+    let script = "import sys, pydicom\n\
         sys.path.insert(0, sys.argv[2])\n\
-        from preprocess import padded\n\
-        from pydicom.pixels import apply_modality_lut\n\
+        from preprocess import modality_values\n\
         d = pydicom.dcmread(sys.argv[1])\n\
-        raw = d.pixel_array\n\
-        a = apply_modality_lut(raw, d).astype(np.float64)\n\
-        pad = padded(raw, d)\n\
-        if pad.any() and not pad.all(): a[pad] = a[~pad].max() if d.PhotometricInterpretation == 'MONOCHROME1' else a[~pad].min()\n\
-        a = a.ravel()\n\
+        a = modality_values(d.pixel_array, d).ravel()\n\
         print(len(a), a.sum(), a.min(), a.max(), *a[::9973])\n";
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference");
     let out = run_cmd(

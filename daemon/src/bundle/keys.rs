@@ -187,6 +187,20 @@ impl TrustStore {
         store
     }
 
+    /// The keys in `paths` (one-line public key files, each named by its file
+    /// stem); without any, [`TrustStore::demo`].
+    pub fn from_key_files(paths: &[PathBuf]) -> Result<TrustStore, KeyError> {
+        if paths.is_empty() {
+            return Ok(TrustStore::demo());
+        }
+        let mut store = TrustStore::new();
+        for path in paths {
+            let name = path.file_stem().unwrap_or_default().to_string_lossy();
+            store.add(name, PublicKey::load(path)?);
+        }
+        Ok(store)
+    }
+
     /// Adds a key; a key already trusted keeps its first name.
     pub fn add(&mut self, name: impl Into<String>, key: PublicKey) {
         if !self.keys.iter().any(|k| k.key == key) {

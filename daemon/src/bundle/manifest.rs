@@ -164,7 +164,8 @@ pub enum WindowKind {
     Dicom,
 }
 
-/// One channel's window: the same keys as a route's own window.
+/// One channel's window: the same keys as a route's own window (repeated there
+/// rather than flattened: serde's `flatten` does not work with `deny_unknown_fields`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelWindow {
@@ -536,9 +537,14 @@ impl Manifest {
 
     /// The preprocessing route for images of `modality`.
     pub fn route_for(&self, modality: &str) -> Option<&Preprocessing> {
+        self.route_index(modality).map(|i| &self.preprocessing[i])
+    }
+
+    /// Where [`Manifest::route_for`]'s route is in `preprocessing`.
+    pub fn route_index(&self, modality: &str) -> Option<usize> {
         self.preprocessing
             .iter()
-            .find(|p| p.modalities.iter().any(|m| m == modality))
+            .position(|p| p.modalities.iter().any(|m| m == modality))
     }
 
     pub fn finding(&self, id: &str) -> Option<&Finding> {

@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::bundle::{Bundle, Manifest, PublicKey, TrustStore};
-use crate::config::{EngineChoice, Triage as TriageConfig};
+use crate::bundle::{Bundle, Manifest, TrustStore};
+use crate::config::Triage as TriageConfig;
 use crate::model::{Model, Variant};
 use crate::spool::{now_ms, Spool};
 use crate::triage::{decide, Assembler, Decision, ModelInfo, Outcome, Unit};
@@ -44,31 +44,13 @@ pub fn events() -> Events {
 
 /// The bundle the configuration names, or the embedded demo bundle.
 pub fn load_bundle(cfg: &TriageConfig) -> Result<Bundle, String> {
-    let trust = if cfg.trusted_keys.is_empty() {
-        TrustStore::demo()
-    } else {
-        let mut trust = TrustStore::new();
-        for path in &cfg.trusted_keys {
-            let key = PublicKey::load(path)
-                .map_err(|e| format!("trusted key {}: {e}", path.display()))?;
-            trust.add(path.display().to_string(), key);
-        }
-        trust
-    };
+    let trust =
+        TrustStore::from_key_files(&cfg.trusted_keys).map_err(|e| format!("trusted key {e}"))?;
     match &cfg.bundle {
         Some(path) => {
             Bundle::open(path, &trust).map_err(|e| format!("model bundle {}: {e}", path.display()))
         }
         None => Bundle::embedded_demo().map_err(|e| format!("embedded demo bundle: {e}")),
-    }
-}
-
-/// The backend name `choice` resolves to in this build on this machine.
-fn engine_name(choice: EngineChoice) -> &'static str {
-    match crate::model::resolve(choice) {
-        EngineChoice::Auto | EngineChoice::Tract => "tract",
-        EngineChoice::Onnxruntime => "onnxruntime",
-        EngineChoice::Tensorrt => "tensorrt",
     }
 }
 
@@ -85,7 +67,7 @@ pub async fn start(
         return Vec::new();
     }
     let bundle = load_bundle(cfg);
-    let engine = engine_name(cfg.engine);
+    let engine = crate::model::resolve(cfg.engine).as_str();
     let (manifest, info) = match &bundle {
         Ok(b) => {
             let m = b.manifest();

@@ -217,37 +217,47 @@ fn sample_value(raw: u32, stored: u16, signed: bool) -> i32 {
 
 /// Frame 0 of the instance.
 pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelError> {
-    let layout = layout(obj)?;
-    let voi = Voi::read(obj);
-    let bytes = if layout.encapsulated {
-        let decoded = obj
-            .decode_pixel_data_frame(0)
-            .map_err(|e| PixelError::Decode(e.to_string()))?;
-        std::borrow::Cow::Owned(decoded.data().to_vec())
-    } else {
-        native_bytes(obj)?
-    };
-    let mut images = frames_from(&layout, &bytes, 1)?;
-    Ok(into_image(&layout, images.remove(0), 0, voi))
+    Ok(images(obj, false)?.remove(0))
 }
 
 /// Every frame of the instance.
 pub fn modality_frames(obj: &DefaultDicomObject) -> Result<Vec<ModalityImage>, PixelError> {
+    images(obj, true)
+}
+
+/// Frame 0, or every frame when `all`.
+fn images(obj: &DefaultDicomObject, all: bool) -> Result<Vec<ModalityImage>, PixelError> {
     let layout = layout(obj)?;
     let voi = Voi::read(obj);
-    let bytes = if layout.encapsulated {
-        let decoded = obj
-            .decode_pixel_data()
-            .map_err(|e| PixelError::Decode(e.to_string()))?;
-        std::borrow::Cow::Owned(decoded.data().to_vec())
+    let decoded = if !layout.encapsulated {
+        None
+    } else if all {
+        Some(obj.decode_pixel_data())
     } else {
-        native_bytes(obj)?
+        Some(obj.decode_pixel_data_frame(0))
+    }
+    .transpose()
+    .map_err(|e| PixelError::Decode(e.to_string()))?;
+    let native;
+    let bytes: &[u8] = match &decoded {
+        Some(d) => d.data(),
+        None => {
+            native = native_bytes(obj)?;
+            &native
+        }
     };
-    let images = frames_from(&layout, &bytes, layout.frames)?;
-    Ok(images
+    let frames = if all { layout.frames } else { 1 };
+    Ok(frames_from(&layout, bytes, frames)?
         .into_iter()
         .enumerate()
-        .map(|(i, img)| into_image(&layout, img, i as u32, voi.clone()))
+        .map(|(i, image)| ModalityImage {
+            modality: layout.modality.clone(),
+            body_part: layout.body_part.clone(),
+            monochrome1: layout.monochrome1,
+            frame: i as u32,
+            image,
+            voi: voi.clone(),
+        })
         .collect())
 }
 
@@ -256,17 +266,6 @@ fn native_bytes(obj: &DefaultDicomObject) -> Result<std::borrow::Cow<'_, [u8]>, 
         .map_err(|_| PixelError::Attribute("PixelData"))?
         .to_bytes()
         .map_err(|_| PixelError::Attribute("PixelData"))
-}
-
-fn into_image(layout: &Layout, image: Image, frame: u32, voi: Voi) -> ModalityImage {
-    ModalityImage {
-        modality: layout.modality.clone(),
-        body_part: layout.body_part.clone(),
-        monochrome1: layout.monochrome1,
-        frame,
-        image,
-        voi,
-    }
 }
 
 /// The first `frames` frames of native little-endian sample bytes, as

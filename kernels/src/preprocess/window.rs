@@ -68,10 +68,7 @@ impl Window {
             Window::Percentile { low, high } => {
                 let mut finite: Vec<f32> =
                     values.iter().copied().filter(|v| v.is_finite()).collect();
-                (
-                    select_percentile(&mut finite, low),
-                    select_percentile(&mut finite, high),
-                )
+                (percentile(&mut finite, low), percentile(&mut finite, high))
             }
         }
     }
@@ -133,21 +130,6 @@ impl Window {
     }
 }
 
-/// Linear-interpolated percentile `p` (0-100) of sorted values; 0 when empty.
-pub fn percentile(sorted: &[f32], p: f32) -> f32 {
-    match sorted.len() {
-        0 => 0.0,
-        1 => sorted[0],
-        n => {
-            let pos = f64::from(p.clamp(0.0, 100.0)) / 100.0 * (n - 1) as f64;
-            let i = pos.floor() as usize;
-            let frac = (pos - i as f64) as f32;
-            let j = (i + 1).min(n - 1);
-            sorted[i] + (sorted[j] - sorted[i]) * frac
-        }
-    }
-}
-
 /// DICOM LINEAR windowing to [0, 1]: `x <= c - 0.5 - (w-1)/2` → 0,
 /// `x > c - 0.5 + (w-1)/2` → 1, else `((x - (c - 0.5)) / (w - 1) + 0.5)`.
 fn linear(values: &[f32], center: f32, width: f32) -> Vec<f32> {
@@ -167,9 +149,10 @@ fn linear(values: &[f32], center: f32, width: f32) -> Vec<f32> {
         .collect()
 }
 
-/// [`percentile`] without sorting everything: the two order statistics it
-/// interpolates between, found by selection (O(n)). Reorders `values`.
-fn select_percentile(values: &mut [f32], p: f32) -> f32 {
+/// Linear-interpolated percentile `p` (0-100) of `values`; 0 when empty.
+/// The two order statistics it interpolates between are found by selection
+/// (O(n)), not by sorting; `values` is reordered.
+pub fn percentile(values: &mut [f32], p: f32) -> f32 {
     let n = values.len();
     if n < 2 {
         return values.first().copied().unwrap_or(0.0);
