@@ -8,6 +8,7 @@ use firstlook_kernels::preprocess::PreprocessError;
 use crate::bundle::Bundle;
 use crate::config::EngineChoice;
 use crate::pixels::ModalityImage;
+use firstlook_kernels::preprocess::Rows;
 
 /// Which of the bundle's models to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,13 +308,21 @@ impl Model {
 
 impl Model {
     /// The logits for one image through preprocessing route `route`.
-    pub fn logits(&mut self, image: &ModalityImage, route: usize) -> Result<Vec<f32>, ModelError> {
+    pub fn logits(
+        &mut self,
+        image: &ModalityImage<impl Rows>,
+        route: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         let input = self.input(image, route)?;
         self.infer_logits(&input)
     }
 
     /// The model input for one image through preprocessing route `route`.
-    pub fn input(&self, image: &ModalityImage, route: usize) -> Result<Tensor, ModelError> {
+    pub fn input(
+        &self,
+        image: &ModalityImage<impl Rows>,
+        route: usize,
+    ) -> Result<Tensor, ModelError> {
         let manifest = self.bundle.manifest();
         let pipeline = manifest
             .preprocessing

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use firstlook::pixels::{modality_frames, ModalityImage};
+use dicom_object::file::ReadPreamble;
+use dicom_object::OpenFileOptions;
+use firstlook::pixels::{modality_frames, trailing_pixel_data, ModalityImage, Pixels};
 use firstlook_e2e::*;
 use firstlook_kernels::npy;
-use firstlook_kernels::preprocess::{Pipeline, Window};
+use firstlook_kernels::preprocess::{Pipeline, Rows, Window};
 use serde_json::{json, Value};
 
 const TOLERANCE: f32 = 1e-4;
@@ -36,7 +38,7 @@ fn reference(file: &Path, pipeline: &Value, out: &Path) -> (Vec<usize>, Vec<f32>
     (array.shape, array.data)
 }
 
-fn window(spec: &Value, image: &ModalityImage) -> Window {
+fn window(spec: &Value, image: &ModalityImage<impl Rows>) -> Window {
     let f = |k: &str| spec[k].as_f64().unwrap() as f32;
     match spec["window"].as_str().unwrap() {
         "fixed" => Window::Fixed {
@@ -55,10 +57,26 @@ fn window(spec: &Value, image: &ModalityImage) -> Window {
     }
 }
 
-/// firstlook's output for every frame: (shape, values).
+/// firstlook's output for every frame: (shape, values), the way the
+/// daemon's workers get it: the data set read up to its Pixel Data, native
+/// samples read in place from the file's bytes (others from the whole data
+/// set), the modality LUT applied as the resize reads each row.
 fn ours(file: &Path, p: &Value) -> (Vec<usize>, Vec<f32>) {
-    let obj = dicom_object::open_file(file).unwrap();
-    let frames = modality_frames(&obj).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let bytes = std::fs::read(file).unwrap();
+    let header = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+        .from_reader(bytes.as_slice())
+        .unwrap();
+    let whole = dicom_object::open_file(file).unwrap();
+    let pixels = match trailing_pixel_data(&header, &bytes) {
+        Some(data) => Pixels::native(&header, data),
+        None => Pixels::all_frames(&whole),
+    }
+    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let frames: Vec<_> = (0..pixels.frames())
+        .map(|i| pixels.frame(i).unwrap())
+        .collect();
     let channels = p["channels"].as_array().unwrap();
     let (rows, cols) = (
         p["rows"].as_u64().unwrap() as usize,

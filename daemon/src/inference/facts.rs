@@ -37,9 +37,9 @@ pub fn from_index(p: &Pending) -> InstanceFacts {
     }
 }
 
-/// `base` completed from the data set.
-pub fn read(obj: &DefaultDicomObject, base: InstanceFacts) -> InstanceFacts {
-    let has_pixels = obj.element(tags::PIXEL_DATA).is_ok();
+/// `base` completed from the data set. `has_pixels`: whether it holds Pixel
+/// Data (the data set may have been read only up to it).
+pub fn read(obj: &DefaultDicomObject, base: InstanceFacts, has_pixels: bool) -> InstanceFacts {
     InstanceFacts {
         modality: text(obj, tags::MODALITY).or(base.modality),
         body_part: text(obj, tags::BODY_PART_EXAMINED).map(|s| s.to_ascii_uppercase()),

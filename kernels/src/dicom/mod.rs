@@ -14,7 +14,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, Tag};
 use dicom_pixeldata::PixelDecoder;
 
-use crate::preprocess::Image;
+use std::borrow::Cow;
+
+use crate::preprocess::{Image, Rows};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PixelError {
@@ -39,9 +41,11 @@ pub enum PixelError {
     },
 }
 
-/// One grey-scale frame in modality units with what routes it.
+/// One grey-scale frame in modality units with what routes it. `S` is
+/// how the values are held: decoded ([`Image`]), or still as the stored
+/// samples ([`Frame`]), read row by row by the resize.
 #[derive(Debug, Clone)]
-pub struct ModalityImage {
+pub struct ModalityImage<S = Image> {
     /// Empty when the data set has no Modality.
     pub modality: String,
     pub body_part: Option<String>,
@@ -50,9 +54,23 @@ pub struct ModalityImage {
     pub frame: u32,
     /// Modality values (HU for CT); padding pixels replaced by the darkest
     /// value of the rest of the image.
-    pub image: Image,
+    pub image: S,
     /// How the image asks to be displayed.
     pub voi: Voi,
+}
+
+impl<S: Rows> ModalityImage<S> {
+    /// The same frame with every value decoded.
+    pub fn decoded(&self) -> ModalityImage<Image> {
+        ModalityImage {
+            modality: self.modality.clone(),
+            body_part: self.body_part.clone(),
+            monochrome1: self.monochrome1,
+            frame: self.frame,
+            image: self.image.to_image(),
+            voi: self.voi.clone(),
+        }
+    }
 }
 
 /// A text attribute without its padding.
@@ -97,15 +115,21 @@ struct Layout {
     monochrome1: bool,
     rows: usize,
     cols: usize,
+    frames: usize,
+    format: Format,
+    encapsulated: bool,
+}
+
+/// How one frame's little-endian samples become modality values.
+#[derive(Debug, Clone, Copy)]
+struct Format {
     bits: u16,
     stored: u16,
     signed: bool,
-    frames: usize,
     slope: f32,
     intercept: f32,
     /// Stored values (after masking) that are padding, inclusive.
     padding: Option<(i64, i64)>,
-    encapsulated: bool,
 }
 
 fn layout(obj: &DefaultDicomObject) -> Result<Layout, PixelError> {
@@ -194,13 +218,15 @@ fn layout(obj: &DefaultDicomObject) -> Result<Layout, PixelError> {
         monochrome1,
         rows,
         cols,
-        bits,
-        stored,
-        signed,
         frames,
-        slope,
-        intercept,
-        padding,
+        format: Format {
+            bits,
+            stored,
+            signed,
+            slope,
+            intercept,
+            padding,
+        },
         encapsulated,
     })
 }
@@ -215,126 +241,295 @@ fn sample_value(raw: u32, stored: u16, signed: bool) -> i32 {
     }
 }
 
-/// Frame 0 of the instance.
+/// Frame 0 of the instance, decoded.
 pub fn modality_image(obj: &DefaultDicomObject) -> Result<ModalityImage, PixelError> {
-    Ok(images(obj, false)?.remove(0))
+    Pixels::first_frame(obj)?.frame(0).map(|f| f.decoded())
 }
 
-/// Every frame of the instance.
+/// Every frame of the instance, decoded.
 pub fn modality_frames(obj: &DefaultDicomObject) -> Result<Vec<ModalityImage>, PixelError> {
-    images(obj, true)
+    let pixels = Pixels::all_frames(obj)?;
+    (0..pixels.frames())
+        .map(|i| pixels.frame(i).map(|f| f.decoded()))
+        .collect()
 }
 
-/// Frame 0, or every frame when `all`.
-fn images(obj: &DefaultDicomObject, all: bool) -> Result<Vec<ModalityImage>, PixelError> {
-    let layout = layout(obj)?;
-    let voi = Voi::read(obj);
-    let decoded = if !layout.encapsulated {
-        None
-    } else if all {
-        Some(obj.decode_pixel_data())
-    } else {
-        Some(obj.decode_pixel_data_frame(0))
+/// An instance's pixel data as stored samples (decompressed when the
+/// transfer syntax is encapsulated), with what it takes to read them as
+/// modality values.
+pub struct Pixels<'a> {
+    layout: Layout,
+    voi: Voi,
+    data: Cow<'a, [u8]>,
+    frames: usize,
+}
+
+impl<'a> Pixels<'a> {
+    /// Frame 0 only (an encapsulated instance decompresses only that frame).
+    pub fn first_frame(obj: &'a DefaultDicomObject) -> Result<Pixels<'a>, PixelError> {
+        Self::read(obj, false)
     }
-    .transpose()
-    .map_err(|e| PixelError::Decode(e.to_string()))?;
-    let native;
-    let bytes: &[u8] = match &decoded {
-        Some(d) => d.data(),
-        None => {
-            native = native_bytes(obj)?;
-            &native
+
+    /// Every frame.
+    pub fn all_frames(obj: &'a DefaultDicomObject) -> Result<Pixels<'a>, PixelError> {
+        Self::read(obj, true)
+    }
+
+    fn read(obj: &'a DefaultDicomObject, all: bool) -> Result<Pixels<'a>, PixelError> {
+        let layout = layout(obj)?;
+        let voi = Voi::read(obj);
+        let data = if layout.encapsulated {
+            let decoded = if all {
+                obj.decode_pixel_data()
+            } else {
+                obj.decode_pixel_data_frame(0)
+            }
+            .map_err(|e| PixelError::Decode(e.to_string()))?;
+            Cow::Owned(decoded.data().to_vec())
+        } else {
+            native_bytes(obj)?
+        };
+        let frames = if all { layout.frames } else { 1 };
+        Pixels::new(layout, voi, data, frames)
+    }
+
+    /// A natively encoded instance whose data set was read only up to its
+    /// Pixel Data (`header`), with that element's value given apart, so
+    /// that the samples are never copied.
+    pub fn native(header: &DefaultDicomObject, data: &'a [u8]) -> Result<Pixels<'a>, PixelError> {
+        let layout = layout(header)?;
+        if layout.encapsulated {
+            return Err(PixelError::Unsupported(
+                "reading encapsulated pixel data apart from its data set".into(),
+            ));
         }
-    };
-    let frames = if all { layout.frames } else { 1 };
-    Ok(frames_from(&layout, bytes, frames)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, image)| ModalityImage {
-            modality: layout.modality.clone(),
-            body_part: layout.body_part.clone(),
-            monochrome1: layout.monochrome1,
-            frame: i as u32,
-            image,
-            voi: voi.clone(),
+        let frames = layout.frames;
+        Pixels::new(layout, Voi::read(header), Cow::Borrowed(data), frames)
+    }
+
+    fn new(
+        layout: Layout,
+        voi: Voi,
+        data: Cow<'a, [u8]>,
+        frames: usize,
+    ) -> Result<Pixels<'a>, PixelError> {
+        let want = layout.rows * layout.cols * usize::from(layout.format.bits / 8) * frames;
+        if data.len() < want {
+            return Err(PixelError::Length {
+                rows: layout.rows,
+                cols: layout.cols,
+                bits: layout.format.bits,
+                frames,
+                want,
+                got: data.len(),
+            });
+        }
+        Ok(Pixels {
+            layout,
+            voi,
+            data,
+            frames,
         })
-        .collect())
+    }
+
+    /// How many frames are held.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Frame `i`, not yet decoded.
+    pub fn frame(&self, i: usize) -> Result<ModalityImage<Frame<'_>>, PixelError> {
+        if i >= self.frames {
+            return Err(PixelError::Attribute("NumberOfFrames"));
+        }
+        let l = &self.layout;
+        let size = l.rows * l.cols * usize::from(l.format.bits / 8);
+        let frame = Frame::new(
+            l.cols,
+            l.rows,
+            &self.data[i * size..(i + 1) * size],
+            l.format,
+            l.monochrome1,
+        );
+        Ok(ModalityImage {
+            modality: l.modality.clone(),
+            body_part: l.body_part.clone(),
+            monochrome1: l.monochrome1,
+            frame: i as u32,
+            image: frame,
+            voi: self.voi.clone(),
+        })
+    }
 }
 
-fn native_bytes(obj: &DefaultDicomObject) -> Result<std::borrow::Cow<'_, [u8]>, PixelError> {
+/// The value of a native Pixel Data element that ends `file` (the usual
+/// layout), for a data set read only up to its Pixel Data (`header`):
+/// located from the sizes the header gives and checked against the
+/// element's own tag, VR and length. `None` when the instance is laid out
+/// otherwise (encapsulated, big-endian, data after the pixels, lengths that
+/// disagree); then the data set has to be read whole.
+pub fn trailing_pixel_data<'a>(header: &DefaultDicomObject, file: &'a [u8]) -> Option<&'a [u8]> {
+    let layout = layout(header).ok()?;
+    let syntax = header.meta().transfer_syntax().trim_end_matches('\0');
+    let explicit = match syntax {
+        "1.2.840.10008.1.2" => false,
+        "1.2.840.10008.1.2.1" => true,
+        _ => return None,
+    };
+    let len = layout.rows * layout.cols * usize::from(layout.format.bits / 8) * layout.frames;
+    let even = len + len % 2;
+    let start = file.len().checked_sub(even)?;
+    let tag = [0xE0, 0x7F, 0x10, 0x00];
+    let length = u32::try_from(even).ok()?.to_le_bytes();
+    let matches = if explicit {
+        let h = file.get(start.checked_sub(12)?..start)?;
+        h[..4] == tag
+            && (&h[4..6] == b"OW" || &h[4..6] == b"OB")
+            && h[6..8] == [0, 0]
+            && h[8..] == length
+    } else {
+        let h = file.get(start.checked_sub(8)?..start)?;
+        h[..4] == tag && h[4..] == length
+    };
+    matches.then(|| &file[start..start + len])
+}
+
+fn native_bytes(obj: &DefaultDicomObject) -> Result<Cow<'_, [u8]>, PixelError> {
     obj.element(tags::PIXEL_DATA)
         .map_err(|_| PixelError::Attribute("PixelData"))?
         .to_bytes()
         .map_err(|_| PixelError::Attribute("PixelData"))
 }
 
-/// The first `frames` frames of native little-endian sample bytes, as
-/// modality values with padding replaced.
-fn frames_from(layout: &Layout, data: &[u8], frames: usize) -> Result<Vec<Image>, PixelError> {
-    let per_frame = layout.rows * layout.cols;
-    let bytes_per = usize::from(layout.bits / 8);
-    let want = per_frame * frames * bytes_per;
-    if data.len() < want {
-        return Err(PixelError::Length {
-            rows: layout.rows,
-            cols: layout.cols,
-            bits: layout.bits,
-            frames,
-            want,
-            got: data.len(),
-        });
-    }
-    let frame_bytes = per_frame * bytes_per;
-    Ok(data[..want]
-        .chunks_exact(frame_bytes)
-        .map(|frame| Image {
-            width: layout.cols,
-            height: layout.rows,
-            values: modality_values(layout, frame),
-        })
-        .collect())
+/// One frame's stored samples, read as modality values row by row: the
+/// modality LUT is applied as the resize reads, never to a full-size copy.
+#[derive(Debug, Clone)]
+pub struct Frame<'a> {
+    width: usize,
+    height: usize,
+    bytes: &'a [u8],
+    format: Format,
+    /// What padding pixels read as: the darkest value of the rest (the
+    /// lowest for MONOCHROME2, the highest for MONOCHROME1), so that padding
+    /// reads as background and never skews a percentile window.
+    fill: Option<f32>,
 }
 
-/// Stored values of one frame's little-endian samples, in one pass.
-fn samples<'a>(layout: &Layout, frame: &'a [u8]) -> impl Iterator<Item = i32> + 'a {
-    let (stored, signed, bits) = (layout.stored, layout.signed, layout.bits);
-    let step = usize::from(bits / 8);
-    frame.chunks_exact(step).map(move |c| {
-        let raw = if bits == 8 {
-            u32::from(c[0])
-        } else {
-            u32::from(u16::from_le_bytes([c[0], c[1]]))
+impl<'a> Frame<'a> {
+    fn new(
+        width: usize,
+        height: usize,
+        bytes: &'a [u8],
+        format: Format,
+        monochrome1: bool,
+    ) -> Frame<'a> {
+        let mut frame = Frame {
+            width,
+            height,
+            bytes,
+            format,
+            fill: None,
         };
-        sample_value(raw, stored, signed)
-    })
+        if let Some((lo, hi)) = format.padding {
+            let mut darkest = None::<i32>;
+            let mut sink = vec![0.0f32; width];
+            let step = usize::from(format.bits / 8) * width.max(1);
+            for row in bytes.chunks_exact(step) {
+                frame.add_samples(row, &mut sink, |v| {
+                    if !(lo..=hi).contains(&i64::from(v)) {
+                        darkest = Some(match darkest {
+                            Some(d) if (v > d) != monochrome1 => d,
+                            _ => v,
+                        });
+                    }
+                    0.0
+                });
+            }
+            frame.fill = darkest.map(|v| v as f32 * format.slope + format.intercept);
+        }
+        frame
+    }
+
+    /// `dst[i] += g(stored value i)` with each value masked to Bits Stored
+    /// and sign-extended; one loop per sample layout so that each vectorises.
+    fn add_samples(&self, bytes: &[u8], dst: &mut [f32], mut g: impl FnMut(i32) -> f32) {
+        let Format {
+            bits,
+            stored,
+            signed,
+            ..
+        } = self.format;
+        let shift = 32 - u32::from(stored);
+        let words = || {
+            bytes
+                .chunks_exact(2)
+                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])) << shift)
+        };
+        let bytes8 = || bytes.iter().map(|&b| u32::from(b) << shift);
+        match (bits, signed) {
+            (8, false) => dst
+                .iter_mut()
+                .zip(bytes8())
+                .for_each(|(d, w)| *d += g((w >> shift) as i32)),
+            (8, true) => dst
+                .iter_mut()
+                .zip(bytes8())
+                .for_each(|(d, w)| *d += g((w as i32) >> shift)),
+            (_, false) => {
+                // Blocks of eight let the compiler keep the loop in vector
+                // registers.
+                let mut blocks = dst.chunks_exact_mut(8);
+                let mut sources = bytes.chunks_exact(16);
+                for (d, c) in (&mut blocks).zip(&mut sources) {
+                    for (k, d) in d.iter_mut().enumerate() {
+                        let w = u32::from(u16::from_le_bytes([c[2 * k], c[2 * k + 1]])) << shift;
+                        *d += g((w >> shift) as i32);
+                    }
+                }
+                for (d, c) in blocks
+                    .into_remainder()
+                    .iter_mut()
+                    .zip(sources.remainder().chunks_exact(2))
+                {
+                    let w = u32::from(u16::from_le_bytes([c[0], c[1]])) << shift;
+                    *d += g((w >> shift) as i32);
+                }
+            }
+            (_, true) => dst
+                .iter_mut()
+                .zip(words())
+                .for_each(|(d, w)| *d += g((w as i32) >> shift)),
+        }
+    }
 }
 
-/// The modality LUT, with padding pixels set to the darkest value of the
-/// rest (the lowest for MONOCHROME2, the highest for MONOCHROME1), so that
-/// padding reads as background and never skews a percentile window.
-fn modality_values(layout: &Layout, frame: &[u8]) -> Vec<f32> {
-    let rescale = |v: i32| v as f32 * layout.slope + layout.intercept;
-    let Some((lo, hi)) = layout.padding else {
-        return samples(layout, frame).map(rescale).collect();
-    };
-    let samples: Vec<i32> = samples(layout, frame).collect();
-    let is_pad = |v: i32| (lo..=hi).contains(&i64::from(v));
-    let kept = samples.iter().filter(|&&v| !is_pad(v)).map(|&v| rescale(v));
-    let darkest = if layout.monochrome1 {
-        kept.fold(f32::NEG_INFINITY, f32::max)
-    } else {
-        kept.fold(f32::INFINITY, f32::min)
-    };
-    samples
-        .iter()
-        .map(|&v| {
-            if is_pad(v) && darkest.is_finite() {
-                darkest
-            } else {
-                rescale(v)
+impl Rows for Frame<'_> {
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn height(&self) -> usize {
+        self.height
+    }
+
+    fn add_row(&self, y: usize, weight: f32, dst: &mut [f32]) {
+        let step = usize::from(self.format.bits / 8) * self.width;
+        let row = &self.bytes[y * step..(y + 1) * step];
+        let (a, b) = (self.format.slope * weight, self.format.intercept * weight);
+        match (self.format.padding, self.fill) {
+            (Some((lo, hi)), Some(fill)) => {
+                let fill = fill * weight;
+                self.add_samples(row, dst, |v| {
+                    if (lo..=hi).contains(&i64::from(v)) {
+                        fill
+                    } else {
+                        v as f32 * a + b
+                    }
+                })
             }
-        })
-        .collect()
+            _ => self.add_samples(row, dst, |v| v as f32 * a + b),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -452,5 +647,128 @@ mod tests {
             modality_image(&obj),
             Err(PixelError::Length { .. })
         ));
+    }
+
+    /// The file's bytes in `syntax`, with `extra` written after Pixel Data.
+    fn file_bytes(obj: &DefaultDicomObject, syntax: &str) -> Vec<u8> {
+        let mut obj = obj.clone();
+        obj.meta_mut().set_transfer_syntax(syntax_of(syntax));
+        let mut out = Vec::new();
+        obj.write_all(&mut out).unwrap();
+        out
+    }
+
+    fn syntax_of(uid: &str) -> &'static dicom_encoding::transfer_syntax::TransferSyntax {
+        dicom_encoding::TransferSyntaxIndex::get(
+            &dicom_transfer_syntax_registry::TransferSyntaxRegistry,
+            uid,
+        )
+        .unwrap()
+    }
+
+    fn header(bytes: &[u8]) -> DefaultDicomObject {
+        dicom_object::OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .from_reader(bytes)
+            .unwrap()
+    }
+
+    #[test]
+    fn pixel_data_is_found_in_place_at_the_end_of_a_native_file() {
+        let pixels = words([0x0102, 0x0304, 0x0506, 0x0708]);
+        let obj = object(16, 16, false, pixels.clone(), &[]);
+        for syntax in [
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+        ] {
+            let bytes = file_bytes(&obj, syntax);
+            let head = header(&bytes);
+            assert!(head.element(tags::PIXEL_DATA).is_err(), "{syntax}");
+            let data = trailing_pixel_data(&head, &bytes).expect(syntax);
+            assert_eq!(data, pixels.as_slice(), "{syntax}");
+            let pixels = Pixels::native(&head, data).unwrap();
+            let frame = pixels.frame(0).unwrap();
+            assert_eq!(
+                frame.decoded().image,
+                modality_image(&obj).unwrap().image,
+                "{syntax}"
+            );
+        }
+        // An odd 8-bit length is padded to even in the file.
+        let mut odd = object(8, 8, false, vec![1, 2, 3], &[]);
+        odd.put(DataElement::new(
+            tags::ROWS,
+            VR::US,
+            PrimitiveValue::from(1u16),
+        ));
+        odd.put(DataElement::new(
+            tags::COLUMNS,
+            VR::US,
+            PrimitiveValue::from(3u16),
+        ));
+        let bytes = file_bytes(&odd, uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let head = header(&bytes);
+        assert_eq!(trailing_pixel_data(&head, &bytes), Some(&[1u8, 2, 3][..]));
+    }
+
+    #[test]
+    fn other_layouts_are_not_read_in_place() {
+        let obj = object(16, 16, false, words([1, 2, 3, 4]), &[]);
+        // Something after Pixel Data.
+        let mut trailing = obj.clone();
+        trailing.put(DataElement::new(
+            tags::DATA_SET_TRAILING_PADDING,
+            VR::OB,
+            PrimitiveValue::from(vec![0u8; 8]),
+        ));
+        let bytes = file_bytes(&trailing, uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        assert_eq!(trailing_pixel_data(&header(&bytes), &bytes), None);
+        // A header claiming more rows than the file holds.
+        let bytes = file_bytes(&obj, uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let mut head = header(&bytes);
+        head.put(DataElement::new(
+            tags::ROWS,
+            VR::US,
+            PrimitiveValue::from(3u16),
+        ));
+        assert_eq!(trailing_pixel_data(&head, &bytes), None);
+        // Other syntaxes are never read in place, and Pixels::native
+        // refuses encapsulated ones.
+        for uid in [
+            "1.2.840.10008.1.2.2",
+            uids::JPEG_BASELINE8_BIT,
+            uids::RLE_LOSSLESS,
+        ] {
+            let mut head = header(&bytes);
+            head.meta_mut().set_transfer_syntax(syntax_of(uid));
+            assert_eq!(trailing_pixel_data(&head, &bytes), None, "{uid}");
+            assert!(Pixels::native(&head, &[0; 8]).is_err(), "{uid}");
+        }
+    }
+
+    #[test]
+    fn padding_reads_as_the_darkest_other_value_when_resized_straight() {
+        let obj = object(
+            16,
+            16,
+            false,
+            words([0, 100, 200, 300]),
+            &[(tags::RESCALE_INTERCEPT, "-10")],
+        );
+        let mut obj = obj;
+        obj.put(DataElement::new(
+            tags::PIXEL_PADDING_VALUE,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ));
+        let pixels = Pixels::first_frame(&obj).unwrap();
+        let frame = pixels.frame(0).unwrap();
+        assert_eq!(
+            frame.image.to_image().values,
+            vec![90.0, 90.0, 190.0, 290.0]
+        );
+        let mut line = vec![0.0f32; 2];
+        frame.image.add_row(0, 0.5, &mut line);
+        assert_eq!(line, vec![45.0, 45.0]);
     }
 }

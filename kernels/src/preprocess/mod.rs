@@ -11,10 +11,12 @@
 //! modality LUT.
 
 mod resize;
+mod rows;
 mod window;
 
 pub use resize::{area_resize, resize};
-pub use window::{percentile, Window};
+pub use rows::Rows;
+pub use window::{percentile, percentiles, Window};
 
 /// A grey image of `width × height` values, row by row.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,22 +82,22 @@ impl Pipeline {
     }
 
     /// Where the image lands in the output: (rows, cols, top, left).
-    fn placement(&self, image: &Image) -> (usize, usize, usize, usize) {
+    fn placement(&self, image: &impl Rows) -> (usize, usize, usize, usize) {
         if !self.letterbox {
             return (self.rows, self.cols, 0, 0);
         }
-        let scale =
-            (self.rows as f64 / image.height as f64).min(self.cols as f64 / image.width as f64);
-        let rows = ((image.height as f64 * scale).round() as usize).clamp(1, self.rows);
-        let cols = ((image.width as f64 * scale).round() as usize).clamp(1, self.cols);
+        let (width, height) = (image.width() as f64, image.height() as f64);
+        let scale = (self.rows as f64 / height).min(self.cols as f64 / width);
+        let rows = ((height * scale).round() as usize).clamp(1, self.rows);
+        let cols = ((width * scale).round() as usize).clamp(1, self.cols);
         (rows, cols, (self.rows - rows) / 2, (self.cols - cols) / 2)
     }
 
     /// Resize, window each channel and invert, without the final
     /// normalisation: values in [0, 1], `channels × rows × cols`.
-    pub fn unit(&self, image: &Image, monochrome1: bool) -> Result<Vec<f32>, PreprocessError> {
+    pub fn unit(&self, image: &impl Rows, monochrome1: bool) -> Result<Vec<f32>, PreprocessError> {
         self.validate()?;
-        check(image)?;
+        image.check()?;
         let (rows, cols, top, left) = self.placement(image);
         let small = resize(image, cols, rows)?;
         let plane = self.rows * self.cols;
@@ -116,7 +118,7 @@ impl Pipeline {
     }
 
     /// The model input: [`Pipeline::unit`] then `(x - mean) / std`.
-    pub fn run(&self, image: &Image, monochrome1: bool) -> Result<Vec<f32>, PreprocessError> {
+    pub fn run(&self, image: &impl Rows, monochrome1: bool) -> Result<Vec<f32>, PreprocessError> {
         let mut out = self.unit(image, monochrome1)?;
         let inv = 1.0 / self.normalize_std;
         for v in &mut out {
@@ -124,20 +126,6 @@ impl Pipeline {
         }
         Ok(out)
     }
-}
-
-fn check(image: &Image) -> Result<(), PreprocessError> {
-    if image.width == 0 || image.height == 0 {
-        return Err(PreprocessError::Empty);
-    }
-    if image.values.len() != image.width * image.height {
-        return Err(PreprocessError::Shape {
-            width: image.width,
-            height: image.height,
-            len: image.values.len(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

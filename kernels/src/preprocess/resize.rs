@@ -3,7 +3,7 @@
 //! one interpolates linearly between the two nearest input pixel centres
 //! (bilinear, half-pixel centres, edges clamped).
 
-use super::{check, Image, PreprocessError};
+use super::{Image, PreprocessError, Rows};
 
 /// For each output index along one axis: the input indices it covers and
 /// their weights (summing to 1).
@@ -46,7 +46,7 @@ fn bilinear(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
 }
 
 /// Area when shrinking an axis, bilinear when enlarging it.
-pub fn resize(image: &Image, cols: usize, rows: usize) -> Result<Image, PreprocessError> {
+pub fn resize(image: &impl Rows, cols: usize, rows: usize) -> Result<Image, PreprocessError> {
     let taps = |input: usize, output: usize| {
         if output > input {
             bilinear(input, output)
@@ -58,65 +58,120 @@ pub fn resize(image: &Image, cols: usize, rows: usize) -> Result<Image, Preproce
 }
 
 /// Area averaging on both axes, whatever the direction.
-pub fn area_resize(image: &Image, cols: usize, rows: usize) -> Result<Image, PreprocessError> {
+pub fn area_resize(image: &impl Rows, cols: usize, rows: usize) -> Result<Image, PreprocessError> {
     separable(image, cols, rows, spans)
 }
 
+/// Taps along a row, laid out flat: output `o` is the dot product of
+/// `weights[at[o]..at[o + 1]]` with the inputs from `first[o]` on (every
+/// tap list is a run of consecutive inputs).
+struct RowTaps {
+    first: Vec<usize>,
+    at: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+impl RowTaps {
+    fn new(taps: &[Vec<(usize, f32)>]) -> RowTaps {
+        let mut flat = RowTaps {
+            first: Vec::with_capacity(taps.len()),
+            at: vec![0],
+            weights: Vec::new(),
+        };
+        for t in taps {
+            flat.first.push(t.first().map_or(0, |&(i, _)| i));
+            debug_assert!(t.windows(2).all(|p| p[1].0 == p[0].0 + 1));
+            flat.weights.extend(t.iter().map(|&(_, w)| w));
+            flat.at.push(flat.weights.len());
+        }
+        flat
+    }
+
+    fn len(&self) -> usize {
+        self.first.len()
+    }
+}
+
+fn horizontal(src: &[f32], xs: &RowTaps, dst: &mut [f32]) {
+    for (o, d) in dst.iter_mut().enumerate() {
+        let weights = &xs.weights[xs.at[o]..xs.at[o + 1]];
+        let from = &src[xs.first[o]..xs.first[o] + weights.len()];
+        *d = from.iter().zip(weights).map(|(s, w)| s * w).sum();
+    }
+}
+
+/// Images with at least this many pixels are resized on several threads.
+const PARALLEL_FROM: usize = 1 << 20;
+const MAX_THREADS: usize = 4;
+
+/// Output rows `dst` (each `xs.len()` wide) from the input rows `ys` take.
+fn shrink_rows(image: &impl Rows, ys: &[Vec<(usize, f32)>], xs: &RowTaps, dst: &mut [f32]) {
+    let mut line = vec![0.0f32; image.width()];
+    for (dst, taps) in dst.chunks_exact_mut(xs.len()).zip(ys) {
+        line.fill(0.0);
+        for &(i, w) in taps {
+            image.add_row(i, w, &mut line);
+        }
+        horizontal(&line, xs, dst);
+    }
+}
+
 fn separable(
-    image: &Image,
+    image: &impl Rows,
     cols: usize,
     rows: usize,
     taps: impl Fn(usize, usize) -> Vec<Vec<(usize, f32)>>,
 ) -> Result<Image, PreprocessError> {
-    check(image)?;
+    image.check()?;
     if cols == 0 || rows == 0 {
         return Err(PreprocessError::Target(rows, cols));
     }
-    if cols == image.width && rows == image.height {
-        return Ok(image.clone());
+    let (width, height) = (image.width(), image.height());
+    if cols == width && rows == height {
+        return Ok(image.to_image());
     }
-    let xs = taps(image.width, cols);
-    let ys = taps(image.height, rows);
-    let (width, height) = (image.width, image.height);
+    let xs = taps(width, cols);
+    let ys = taps(height, rows);
     let taps_of = |t: &[Vec<(usize, f32)>]| t.iter().map(Vec::len).sum::<usize>();
     // Two orders give the same result; the one that touches fewer values
     // first is cheaper. Shrinking rows first is also the vectorisable one:
-    // whole input rows are scaled and added.
+    // whole input rows are scaled and added, one output row at a time, so
+    // the full-size image is read once and nothing full-size is written.
     let rows_first =
         taps_of(&ys) * width + rows * taps_of(&xs) <= height * taps_of(&xs) + taps_of(&ys) * cols;
     let mut values = vec![0.0f32; rows * cols];
+    let xs = RowTaps::new(&xs);
     if rows_first {
-        let mut vertical = vec![0.0f32; rows * width];
-        for (dst, taps) in vertical.chunks_exact_mut(width).zip(&ys) {
-            for &(i, w) in taps {
-                let src = &image.values[i * width..(i + 1) * width];
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d += s * w;
-                }
+        // Output rows are independent: a large image is split over the
+        // cores (two on the appliance's CPU path).
+        let parts = if width * height >= PARALLEL_FROM {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        } else {
+            1
+        };
+        let per = rows.div_ceil(parts);
+        std::thread::scope(|scope| {
+            let mut chunks = values.chunks_mut(per * cols).zip(ys.chunks(per));
+            let mine = chunks.next();
+            for (dst, ys) in chunks {
+                let xs = &xs;
+                scope.spawn(move || shrink_rows(image, ys, xs, dst));
             }
-        }
-        for (src, dst) in vertical
-            .chunks_exact(width)
-            .zip(values.chunks_exact_mut(cols))
-        {
-            for (d, taps) in dst.iter_mut().zip(&xs) {
-                *d = taps.iter().map(|&(i, w)| src[i] * w).sum();
+            if let Some((dst, ys)) = mine {
+                shrink_rows(image, ys, &xs, dst);
             }
-        }
+        });
     } else {
-        let mut horizontal = vec![0.0f32; height * cols];
-        for (src, dst) in image
-            .values
-            .chunks_exact(width)
-            .zip(horizontal.chunks_exact_mut(cols))
-        {
-            for (d, taps) in dst.iter_mut().zip(&xs) {
-                *d = taps.iter().map(|&(i, w)| src[i] * w).sum();
-            }
+        let mut line = vec![0.0f32; width];
+        let mut shrunk = vec![0.0f32; height * cols];
+        for (y, dst) in shrunk.chunks_exact_mut(cols).enumerate() {
+            line.fill(0.0);
+            image.add_row(y, 1.0, &mut line);
+            horizontal(&line, &xs, dst);
         }
         for (dst, taps) in values.chunks_exact_mut(cols).zip(&ys) {
             for &(i, w) in taps {
-                let src = &horizontal[i * cols..(i + 1) * cols];
+                let src = &shrunk[i * cols..(i + 1) * cols];
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d += s * w;
                 }

@@ -252,3 +252,81 @@ fn dicom_linear_sigmoid_and_lut_windows_follow_ps3_3() {
     .validate()
     .is_err());
 }
+
+#[test]
+fn two_percentiles_at_once_match_one_at_a_time() {
+    let mut state = 7u32;
+    let mut noise = move || {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        state >> 16
+    };
+    let n = 100_003;
+    let cases: Vec<(&str, Vec<f32>)> = vec![
+        ("noise", (0..n).map(|_| noise() as f32 / 7.0).collect()),
+        ("few levels", (0..n).map(|_| (noise() % 3) as f32).collect()),
+        ("constant", vec![5.0; n]),
+        ("sorted", (0..n).map(|i| i as f32).collect()),
+        (
+            "periodic",
+            (0..n)
+                .map(|i| if i % 97 == 0 { 1e6 } else { (i % 13) as f32 })
+                .collect(),
+        ),
+        (
+            "with NaN and inf",
+            (0..n)
+                .map(|i| match i % 10 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    _ => noise() as f32,
+                })
+                .collect(),
+        ),
+        ("small", (0..100).map(|_| noise() as f32).collect()),
+    ];
+    for (name, values) in cases {
+        let finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        for (low, high) in [
+            (0.5, 99.5),
+            (0.0, 100.0),
+            (10.0, 10.05),
+            (50.0, 50.0),
+            (1.0, 2.0),
+        ] {
+            let (a, b) = percentiles(&values, low, high);
+            assert_eq!(a, percentile(&mut finite.clone(), low), "{name} {low}");
+            assert_eq!(b, percentile(&mut finite.clone(), high), "{name} {high}");
+        }
+    }
+    assert_eq!(percentiles(&[3.0], 1.0, 99.0), (3.0, 3.0));
+    assert_eq!(percentiles(&[], 1.0, 99.0), (0.0, 0.0));
+}
+
+#[test]
+fn stored_rows_resized_straight_match_the_decoded_image() {
+    // A source that yields each row on demand must give what its decoded
+    // image gives, on one thread and on several.
+    struct Ramp(usize, usize);
+    impl Rows for Ramp {
+        fn width(&self) -> usize {
+            self.0
+        }
+        fn height(&self) -> usize {
+            self.1
+        }
+        fn add_row(&self, y: usize, weight: f32, dst: &mut [f32]) {
+            for (x, d) in dst.iter_mut().enumerate() {
+                *d += ((x * 3 + y * 5) % 251) as f32 * weight;
+            }
+        }
+    }
+    for (w, h, cols, rows) in [(37, 23, 8, 5), (1500, 1400, 64, 48), (10, 10, 30, 20)] {
+        let src = Ramp(w, h);
+        let image = src.to_image();
+        assert_eq!(image.values.len(), w * h);
+        assert_eq!(
+            resize(&src, cols, rows).unwrap(),
+            resize(&image, cols, rows).unwrap()
+        );
+    }
+}

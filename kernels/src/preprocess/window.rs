@@ -65,11 +65,7 @@ impl Window {
                 first_mapped,
                 ref values,
             } => (first_mapped, first_mapped + values.len() as f32 - 1.0),
-            Window::Percentile { low, high } => {
-                let mut finite: Vec<f32> =
-                    values.iter().copied().filter(|v| v.is_finite()).collect();
-                (percentile(&mut finite, low), percentile(&mut finite, high))
-            }
+            Window::Percentile { low, high } => percentiles(values, low, high),
         }
     }
 
@@ -153,18 +149,48 @@ fn linear(values: &[f32], center: f32, width: f32) -> Vec<f32> {
 /// The two order statistics it interpolates between are found by selection
 /// (O(n)), not by sorting; `values` is reordered.
 pub fn percentile(values: &mut [f32], p: f32) -> f32 {
-    let n = values.len();
-    if n < 2 {
+    let Some((i, frac)) = rank(values.len(), p) else {
         return values.first().copied().unwrap_or(0.0);
+    };
+    let (_, &mut lo, upper) = values.select_nth_unstable_by(i, f32::total_cmp);
+    interpolate(lo, upper, frac)
+}
+
+/// Percentiles `low` <= `high` of the finite values in `values`, as
+/// [`percentile`] gives each; the second selection only searches above the
+/// first.
+pub fn percentiles(values: &[f32], low: f32, high: f32) -> (f32, f32) {
+    let mut finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let (Some((i, lf)), Some((j, hf))) = (rank(finite.len(), low), rank(finite.len(), high)) else {
+        let v = finite.first().copied().unwrap_or(0.0);
+        return (v, v);
+    };
+    if j <= i {
+        let a = percentile(&mut finite, low);
+        return (a, percentile(&mut finite, high));
+    }
+    let (_, &mut lo, upper) = finite.select_nth_unstable_by(i, f32::total_cmp);
+    let a = interpolate(lo, upper, lf);
+    let (_, &mut lo, rest) = upper.select_nth_unstable_by(j - i - 1, f32::total_cmp);
+    (a, interpolate(lo, rest, hf))
+}
+
+/// The lower order statistic's index and the weight of the next one.
+fn rank(n: usize, p: f32) -> Option<(usize, f32)> {
+    if n < 2 {
+        return None;
     }
     let pos = f64::from(p.clamp(0.0, 100.0)) / 100.0 * (n - 1) as f64;
     let i = pos.floor() as usize;
-    let frac = (pos - i as f64) as f32;
-    let (_, &mut lo, upper) = values.select_nth_unstable_by(i, f32::total_cmp);
-    let hi = if i + 1 < n {
-        upper.iter().copied().fold(f32::INFINITY, f32::min)
-    } else {
-        lo
-    };
+    Some((i, (pos - i as f64) as f32))
+}
+
+/// `lo` moved `frac` of the way to the smallest of `upper` (the values
+/// above it).
+fn interpolate(lo: f32, upper: &[f32], frac: f32) -> f32 {
+    if upper.is_empty() {
+        return lo;
+    }
+    let hi = upper.iter().copied().fold(f32::INFINITY, f32::min);
     lo + (hi - lo) * frac
 }
