@@ -157,9 +157,15 @@ pub fn percentile(values: &mut [f32], p: f32) -> f32 {
 }
 
 /// Percentiles `low` <= `high` of the finite values in `values`, as
-/// [`percentile`] gives each; the second selection only searches above the
-/// first.
+/// [`percentile`] gives each. A sample of the image brackets each rank; one
+/// pass counts what lies below and inside each bracket, a second gathers
+/// the few values inside, and the selections run on those. When a bracket
+/// misses its rank (a sample unlike the image), both are selected over the
+/// whole image, the second only above the first.
 pub fn percentiles(values: &[f32], low: f32, high: f32) -> (f32, f32) {
+    if let Some(found) = bracketed(values, low, high) {
+        return found;
+    }
     let mut finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let (Some((i, lf)), Some((j, hf))) = (rank(finite.len(), low), rank(finite.len(), high)) else {
         let v = finite.first().copied().unwrap_or(0.0);
@@ -173,6 +179,121 @@ pub fn percentiles(values: &[f32], low: f32, high: f32) -> (f32, f32) {
     let a = interpolate(lo, upper, lf);
     let (_, &mut lo, rest) = upper.select_nth_unstable_by(j - i - 1, f32::total_cmp);
     (a, interpolate(lo, rest, hf))
+}
+
+/// Below this many values, selecting over all of them is as quick.
+const BRACKET_FROM: usize = 1 << 14;
+
+/// A value range expected to hold one rank.
+#[derive(Clone, Copy)]
+struct Bracket {
+    floor: f32,
+    ceiling: f32,
+}
+
+impl Bracket {
+    /// Around the sample's rank for `p`, six binomial standard deviations
+    /// (plus a few) either side.
+    fn around(sample: &[f32], p: f32) -> Bracket {
+        let q = f64::from(p.clamp(0.0, 100.0)) / 100.0;
+        let len = sample.len() as f64;
+        let margin = (6.0 * (len * q * (1.0 - q)).sqrt()) as usize + 4;
+        let at = (q * (len - 1.0)) as usize;
+        Bracket {
+            floor: at
+                .checked_sub(margin)
+                .map_or(f32::NEG_INFINITY, |k| sample[k]),
+            ceiling: sample.get(at + margin).copied().unwrap_or(f32::INFINITY),
+        }
+    }
+
+    fn below(self, v: f32) -> bool {
+        v < self.floor && v > f32::NEG_INFINITY
+    }
+
+    fn holds(self, v: f32) -> bool {
+        v >= self.floor && v <= self.ceiling && v.abs() < f32::INFINITY
+    }
+}
+
+fn bracketed(values: &[f32], low: f32, high: f32) -> Option<(f32, f32)> {
+    const SAMPLES: usize = 4096;
+    if values.len() < BRACKET_FROM {
+        return None;
+    }
+    // Positions from a fixed pseudo-random sequence: a regular stride
+    // would alias with the image's own periodic structure.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut sample: Vec<f32> = (0..SAMPLES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values[(state % values.len() as u64) as usize]
+        })
+        .filter(|v| v.is_finite())
+        .collect();
+    if sample.len() < SAMPLES / 2 {
+        return None;
+    }
+    sample.sort_unstable_by(f32::total_cmp);
+    let brackets = [
+        Bracket::around(&sample, low),
+        Bracket::around(&sample, high),
+    ];
+    // Counting only: branch-free, so it vectorises.
+    let (mut n, mut below, mut inside) = (0usize, [0usize; 2], [0usize; 2]);
+    for chunk in values.chunks(1 << 12) {
+        let (mut c, mut b, mut h) = (0u32, [0u32; 2], [0u32; 2]);
+        for &v in chunk {
+            c += u32::from(v.abs() < f32::INFINITY);
+            for k in 0..2 {
+                b[k] += u32::from(brackets[k].below(v));
+                h[k] += u32::from(brackets[k].holds(v));
+            }
+        }
+        n += c as usize;
+        for k in 0..2 {
+            below[k] += b[k] as usize;
+            inside[k] += h[k] as usize;
+        }
+    }
+    let ranks = [rank(n, low)?, rank(n, high)?];
+    for k in 0..2 {
+        let (i, _) = ranks[k];
+        let last = (i + 1).min(n - 1);
+        if i < below[k] || last >= below[k] + inside[k] {
+            return None;
+        }
+    }
+    // Gathering: most blocks hold nothing inside either bracket and are
+    // skipped after a branch-free test.
+    let mut gathered = [Vec::with_capacity(inside[0]), Vec::with_capacity(inside[1])];
+    for block in values.chunks(16) {
+        let any = block.iter().fold(false, |a, &v| {
+            a | brackets[0].holds(v) | brackets[1].holds(v)
+        });
+        if any {
+            for &v in block {
+                for k in 0..2 {
+                    if brackets[k].holds(v) {
+                        gathered[k].push(v);
+                    }
+                }
+            }
+        }
+    }
+    let mut found = [0.0f32; 2];
+    for k in 0..2 {
+        let (i, frac) = ranks[k];
+        let (_, &mut a, upper) = gathered[k].select_nth_unstable_by(i - below[k], f32::total_cmp);
+        found[k] = if i + 1 >= n {
+            a
+        } else {
+            interpolate(a, upper, frac)
+        };
+    }
+    Some((found[0], found[1]))
 }
 
 /// The lower order statistic's index and the weight of the next one.
