@@ -24,6 +24,136 @@ pub struct Config {
     pub destinations: Vec<Destination>,
     #[serde(default)]
     pub triage: Triage,
+    #[serde(default)]
+    pub results: Results,
+}
+
+/// What the box writes back about each decision: a DICOM SR, a heatmap
+/// image, and the priority of a study with an urgent finding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
+    #[serde(default)]
+    pub mode: ResultsMode,
+    /// Root of the UIDs of the instances the box writes (one per box,
+    /// from the site's or the vendor's registered root); without it they
+    /// are `2.25` UUID-derived UIDs.
+    #[serde(default)]
+    pub uid_root: Option<UidRoot>,
+    /// Serial number reported as the device observer's; the host name
+    /// when not given.
+    #[serde(default)]
+    pub device_serial: Option<String>,
+    /// Studies with an urgent finding: their C-STOREs go with DIMSE
+    /// priority HIGH, ahead of the queue, the report first.
+    #[serde(default = "default_true")]
+    pub urgent_priority: bool,
+    /// An HL7 v2.5 ORU^R01 per report to a RIS over MLLP.
+    #[serde(default)]
+    pub hl7: Option<Hl7>,
+}
+
+/// The RIS that gets HL7 results.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hl7 {
+    /// `host:port` of the RIS's MLLP listener.
+    pub address: PeerAddress,
+    #[serde(default = "default_hl7_sender")]
+    pub sending_application: String,
+    #[serde(default)]
+    pub sending_facility: String,
+    #[serde(default = "default_hl7_receiver")]
+    pub receiving_application: String,
+    #[serde(default)]
+    pub receiving_facility: String,
+    /// Connection and ACK timeout.
+    #[serde(default = "default_hl7_timeout")]
+    pub timeout_secs: Bounded<1, 600>,
+    /// Send every report; by default only those with an urgent finding.
+    #[serde(default)]
+    pub all_reports: bool,
+}
+
+fn default_hl7_sender() -> String {
+    "FIRSTLOOK".into()
+}
+fn default_hl7_receiver() -> String {
+    "RIS".into()
+}
+fn default_hl7_timeout() -> Bounded<1, 600> {
+    Bounded(10)
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Results {
+            mode: ResultsMode::Full,
+            uid_root: None,
+            device_serial: None,
+            urgent_priority: true,
+            hl7: None,
+        }
+    }
+}
+
+/// Whether results leave the box.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultsMode {
+    /// Written to the spool and forwarded to every destination.
+    #[default]
+    Full,
+    /// Written to the spool only; nothing is sent.
+    Shadow,
+}
+
+impl ResultsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultsMode::Full => "full",
+            ResultsMode::Shadow => "shadow",
+        }
+    }
+}
+
+/// A UID root: digits and dots, no empty or zero-led component, short
+/// enough that the UIDs made under it fit DICOM's 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct UidRoot(String);
+
+impl UidRoot {
+    pub const MAX_LEN: usize = 36;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UidRoot {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        let valid = !value.is_empty()
+            && value.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes().all(|b| b.is_ascii_digit())
+                    && (c == "0" || !c.starts_with('0'))
+            });
+        if !valid {
+            return Err(format!(
+                "uid_root \"{value}\" is not a UID root; use digits and dots, e.g. \"1.2.826.0.1.3680043.10.1234\""
+            ));
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(format!(
+                "uid_root \"{value}\" has {} characters; at most {} leave room for the parts firstlook adds within DICOM's 64",
+                value.len(),
+                Self::MAX_LEN
+            ));
+        }
+        Ok(UidRoot(value))
+    }
 }
 
 /// The model beside the spine: what runs, where, and how series are gathered.
@@ -684,6 +814,7 @@ impl Config {
             }],
             destinations: Vec::new(),
             triage: Triage::default(),
+            results: Results::default(),
         }
     }
 

@@ -91,7 +91,16 @@ impl Daemon {
         let events = inference::events();
         if config.triage.enabled {
             tasks.extend(
-                inference::start(&config.triage, Arc::clone(&spool), events.clone(), rx).await,
+                inference::start(
+                    &config.triage,
+                    Arc::clone(&spool),
+                    events.clone(),
+                    rx.clone(),
+                )
+                .await,
+            );
+            tasks.extend(
+                crate::results::start(Arc::clone(&config), Arc::clone(&spool), &events, rx).await,
             );
         }
         // Anything recovered is due now.

@@ -149,18 +149,6 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     }
 
     let deadline = Instant::now() + Duration::from_secs(120);
-    let report = loop {
-        let r = status::report(daemon.spool.dir())?;
-        let pending: u64 = r.destinations.iter().map(|d| d.pending).sum();
-        let done: u64 = r.destinations.iter().map(|d| d.delivered + d.dead).sum();
-        if pending == 0 && done as usize >= sent {
-            break r;
-        }
-        if Instant::now() > deadline {
-            bail!("forwarding did not finish within two minutes:\n{r}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
     let units = studies().len();
     let decided = loop {
         let r = status::report(daemon.spool.dir())?;
@@ -174,10 +162,28 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Each decision brings an SR and a heatmap image, forwarded like the
+    // scanner's images.
+    let report = loop {
+        let r = status::report(daemon.spool.dir())?;
+        let pending: u64 = r.destinations.iter().map(|d| d.pending).sum();
+        let done: u64 = r.destinations.iter().map(|d| d.delivered + d.dead).sum();
+        if pending == 0 && r.results as usize >= 2 * units && done >= sent as u64 + r.results {
+            break r;
+        }
+        if Instant::now() > deadline {
+            bail!("forwarding did not finish within two minutes:\n{r}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let sink_report = status::report(sink.spool.dir())?;
     println!();
     println!("sent by the scanner:        {sent} instances");
     println!("held by firstlookd:         {} instances", report.instances);
+    println!(
+        "results written:            {} (an SR and a heatmap per study decision)",
+        report.results
+    );
     for d in &report.destinations {
         println!(
             "forwarded to {:<14} {} delivered, {} dead-lettered",
@@ -195,10 +201,12 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         );
     }
     println!("end to end in {:.1} s", started.elapsed().as_secs_f64());
-    if sink_report.instances as usize != sent {
+    let expected = sent as u64 + report.results;
+    if sink_report.instances != expected {
         bail!(
-            "the PACS sink holds {} of {sent} instances",
-            sink_report.instances
+            "the PACS sink holds {} of {expected} instances ({sent} images, {} results)",
+            sink_report.instances,
+            report.results
         );
     }
     if !once {

@@ -338,6 +338,39 @@ impl Model {
         Ok(Tensor::new(shape, values)?)
     }
 
+    /// The model's map for the finding at `output_index` on a ready input
+    /// (rows, columns, values), when the bundle has a `heatmap` output of
+    /// shape `[1, findings, rows, columns]`.
+    pub fn heatmap(
+        &mut self,
+        input: &Tensor,
+        output_index: usize,
+    ) -> Result<Option<(usize, usize, Vec<f32>)>, ModelError> {
+        let Some(at) = self
+            .bundle
+            .manifest()
+            .outputs
+            .iter()
+            .position(|o| o.name == "heatmap")
+        else {
+            return Ok(None);
+        };
+        let mut outputs = self.engine.run(input)?;
+        if at >= outputs.len() {
+            return Err(ModelError::MissingOutput { name: "heatmap" });
+        }
+        let map = outputs.swap_remove(at);
+        let [1, channels, rows, cols] = map.shape[..] else {
+            return Ok(None);
+        };
+        if output_index >= channels || map.data.len() != channels * rows * cols {
+            return Ok(None);
+        }
+        let plane = rows * cols;
+        let values = map.data[output_index * plane..(output_index + 1) * plane].to_vec();
+        Ok(Some((rows, cols, values)))
+    }
+
     /// Runs the model on a ready input and returns its logits, checked
     /// against the manifest.
     pub fn infer_logits(&mut self, input: &Tensor) -> Result<Vec<f32>, ModelError> {

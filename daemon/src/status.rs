@@ -34,7 +34,11 @@ pub struct DeadLetter {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     pub spool_dir: String,
+    /// Instances received (the box's own results not counted).
     pub instances: u64,
+    /// Instances the box made: SR reports and heatmap images.
+    #[serde(default)]
+    pub results: u64,
     pub spool_bytes: u64,
     pub disk_total_bytes: u64,
     pub disk_available_bytes: u64,
@@ -62,6 +66,12 @@ pub struct TriageStatus {
     pub errors: u64,
     /// Newest first.
     pub recent: Vec<Decision>,
+    /// Reports (SR + heatmap) by state and mode, e.g. `written (full)`.
+    #[serde(default)]
+    pub reports: Vec<(String, i64)>,
+    /// HL7 messages to the RIS by state (pending, sent, dead).
+    #[serde(default)]
+    pub hl7: Vec<(String, i64)>,
 }
 
 /// Why status could not be read.
@@ -90,10 +100,12 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
         return Err(StatusError::NoSpool(spool_dir.display().to_string()));
     }
     let conn = open_read_only(&path)?;
-    let (instances, spool_bytes): (i64, i64) = conn.query_row(
-        "SELECT count(*), coalesce(sum(record_len),0) FROM instances",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    let (instances, results, spool_bytes): (i64, i64, i64) = conn.query_row(
+        "SELECT coalesce(sum(calling_ae != ?1), 0), coalesce(sum(calling_ae = ?1), 0),
+                coalesce(sum(record_len), 0)
+         FROM instances",
+        [crate::results::OWN_AE],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let now = now_ms();
     let mut destinations = Vec::new();
@@ -163,6 +175,7 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
     Ok(StatusReport {
         spool_dir: spool_dir.display().to_string(),
         instances: instances as u64,
+        results: results as u64,
         spool_bytes: spool_bytes as u64,
         disk_total_bytes: disk.total_bytes,
         disk_available_bytes: disk.available_bytes,
@@ -190,6 +203,7 @@ fn triage(conn: &rusqlite::Connection) -> Result<TriageStatus, StatusError> {
         model: store::model_state(conn)?,
         queue: count(
             "SELECT count(*) FROM instances i WHERE i.superseded = 0
+             AND i.calling_ae != 'firstlook:results'
              AND NOT EXISTS (SELECT 1 FROM triage_results t WHERE t.instance_id = i.id)",
         )?,
         awaiting_series: count("SELECT count(*) FROM triage_results WHERE decided = 0")?,
@@ -206,7 +220,23 @@ fn triage(conn: &rusqlite::Connection) -> Result<TriageStatus, StatusError> {
             .into_iter()
             .map(|(_, d)| d)
             .collect(),
+        reports: if table_exists(conn, "results")? {
+            crate::results::counts(conn)?
+        } else {
+            Vec::new()
+        },
+        hl7: if table_exists(conn, "hl7_outbox")? {
+            crate::results::outbox_counts(conn)?
+        } else {
+            Vec::new()
+        },
     })
+}
+
+fn table_exists(conn: &rusqlite::Connection, name: &str) -> Result<bool, StatusError> {
+    Ok(conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([name])?)
 }
 
 fn gib(b: u64) -> f64 {
@@ -224,8 +254,9 @@ impl fmt::Display for StatusReport {
         )?;
         writeln!(
             f,
-            "held       {} instances, {:.1} MiB",
+            "held       {} instances and {} results (SR, heatmaps), {:.1} MiB",
             self.instances,
+            self.results,
             self.spool_bytes as f64 / (1024.0 * 1024.0)
         )?;
         if self.destinations.is_empty() {
@@ -294,6 +325,18 @@ impl fmt::Display for TriageStatus {
             "decisions  {} urgent  {} finding  {} no finding  {} not assessable  {} error",
             self.urgent, self.finding, self.no_finding, self.not_assessable, self.errors
         )?;
+        let list = |v: &[(String, i64)]| {
+            v.iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        if !self.reports.is_empty() {
+            writeln!(f, "results    {}", list(&self.reports))?;
+        }
+        if !self.hl7.is_empty() {
+            writeln!(f, "hl7 to RIS {}", list(&self.hl7))?;
+        }
         for d in &self.recent {
             writeln!(
                 f,

@@ -20,12 +20,21 @@ fn demo_forwards_every_study_to_the_sink_and_says_it_is_synthetic() {
         .and_then(|n| n.parse::<u32>().ok())
         .expect("the demo reports what it sent");
     assert!(sent > 0);
+    let results = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("results written:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .expect("the demo reports the results it wrote");
+    // Five studies decided: an SR and a heatmap each.
+    assert_eq!(results, 10, "{stdout}");
+    let total = sent + results;
     assert!(
-        stdout.contains(&format!("arrived at the PACS sink:   {sent} instances")),
+        stdout.contains(&format!("arrived at the PACS sink:   {total} instances")),
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("{sent} delivered, 0 dead-lettered")),
+        stdout.contains(&format!("{total} delivered, 0 dead-lettered")),
         "{stdout}"
     );
 }

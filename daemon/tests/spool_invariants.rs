@@ -24,6 +24,10 @@ spool_dir = "{}"
 [[scanners]]
 ae_title = "*"
 hosts = ["127.0.0.1"]
+
+# The spine alone: no triage, so no results of the box's own in the spool.
+[triage]
+enabled = false
 {extra}
 "#,
         spool.display()

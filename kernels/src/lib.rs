@@ -3,6 +3,7 @@
 //! `firstlook-phantom`) and the inference engines (`tract` by default).
 #![forbid(unsafe_code)]
 
+pub mod dates;
 #[cfg(feature = "dicom")]
 pub mod dicom;
 pub mod engine;

@@ -198,8 +198,9 @@ def triage_run(files, interval, engine="auto", env=None):
     """Sends `files` (radiographs) one C-STORE each, one every `interval`
     seconds (storescu per file, not waiting), to a firstlookd with triage on
     `engine`; returns ({"start": C-STORE start -> decision ms, "commit":
-    commit of the instance -> decision ms} per image, per-step timings of the
-    worker, the engine the daemon reported)."""
+    commit of the instance -> decision ms, "results": decision -> SR and
+    heatmap in the spool ms} per image, per-step timings of the worker, the
+    engine the daemon reported)."""
     work = workdir("triage")
     d = Daemon(work, triage={"engine": engine}, env=env)
     try:
@@ -221,12 +222,15 @@ def triage_run(files, interval, engine="auto", env=None):
                 con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
                 try:
                     units = con.execute("SELECT count(DISTINCT unit) FROM decisions").fetchone()[0]
-                    if units >= len(files):
+                    written = con.execute("SELECT count(*) FROM results").fetchone()[0]
+                    if units >= len(files) and written >= units:
                         rows = con.execute(
                             "SELECT min(d.decided_at) - max(d.received_last_at), min(d.decided_at) - max(i.committed_at)"
                             " FROM decisions d JOIN instances i ON d.unit = 'instance ' || i.sop_instance_uid"
                             " GROUP BY d.unit").fetchall()
-                        lat = {"start": [r[0] for r in rows], "commit": [r[1] for r in rows]}
+                        lat = {"start": [r[0] for r in rows], "commit": [r[1] for r in rows],
+                               "results": [r[0] for r in con.execute(
+                                   "SELECT written_at - decided_at FROM results WHERE state = 'written'")]}
                         timing = [dict(zip(("read", "decode", "preprocess", "inference"), r)) for r in con.execute(
                             "SELECT json_extract(result, '$.timing.read_ms'), json_extract(result, '$.timing.decode_ms'),"
                             " json_extract(result, '$.timing.preprocess_ms'), json_extract(result, '$.timing.inference_ms')"

@@ -8,7 +8,8 @@ association (A-ABORT) instead of answering, every time they are sent.
 
 usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]... [--abort-on UID]...
 Prints "ready" once listening, and one line per C-STORE received
-(STORED, REFUSED or ABORTED, then the UID).
+(STORED, REFUSED or ABORTED, then the UID; STORED then gives the DIMSE
+priority: 0 medium, 1 high, 2 low).
 """
 import io
 import itertools
@@ -75,7 +76,7 @@ def main() -> int:
         with open(tmp, "wb") as f:
             f.write(buf.getvalue())
         os.rename(tmp, os.path.join(out, f"{uid}.{n}.dcm"))
-        print(f"STORED {uid}", flush=True)
+        print(f"STORED {uid} priority {event.request.Priority}", flush=True)
         return 0x0000
 
     ae = AE(ae_title=ae_title)

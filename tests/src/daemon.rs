@@ -44,6 +44,9 @@ pub struct DaemonConfig {
     pub low_watermark_percent: u32,
     /// Lines of the `[triage]` table; empty keeps its defaults.
     pub triage: String,
+    /// Lines of the `[results]` table: shadow unless a test asks (results
+    /// stay on the box, so destinations see only what scanners sent).
+    pub results: String,
     /// Environment variables for the daemon process.
     pub env: Vec<(String, String)>,
 }
@@ -62,6 +65,7 @@ impl DaemonConfig {
             high_watermark_percent: 98,
             low_watermark_percent: 95,
             triage: String::new(),
+            results: "mode = \"shadow\"\n".into(),
             env: Vec::new(),
         }
     }
@@ -96,6 +100,12 @@ impl DaemonConfig {
     pub fn triage(mut self, line: &str) -> Self {
         self.triage.push_str(line);
         self.triage.push('\n');
+        self
+    }
+
+    /// Replaces the `[results]` table's lines.
+    pub fn results(mut self, lines: &str) -> Self {
+        self.results = format!("{lines}\n");
         self
     }
 
@@ -134,6 +144,7 @@ impl DaemonConfig {
         if !self.triage.is_empty() {
             s.push_str(&format!("\n[triage]\n{}", self.triage));
         }
+        s.push_str(&format!("\n[results]\n{}", self.results));
         s
     }
 }

@@ -3,7 +3,7 @@
 //! backoff and dead-lettering permanent refusals. It waits for nothing but
 //! the spool (DESIGN.md invariant 2).
 
-mod backoff;
+pub mod backoff;
 pub mod queue;
 pub mod scu;
 mod transcode;
@@ -330,7 +330,11 @@ impl Worker {
                 &q.sop_class_uid,
                 &q.sop_instance_uid,
                 dataset,
-                Priority::Medium,
+                if q.urgent {
+                    Priority::High
+                } else {
+                    Priority::Medium
+                },
             )
             .await?;
         let status = Status(status);

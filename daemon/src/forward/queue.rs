@@ -18,9 +18,12 @@ pub struct Queued {
     pub body_len: u64,
     pub dataset_offset: u64,
     pub attempts: u32,
+    /// Part of a study with an urgent finding: sent first, DIMSE priority HIGH.
+    pub urgent: bool,
 }
 
-/// Due instances in arrival order (which keeps each series in order).
+/// Due instances, urgent studies' first (their report ahead of their
+/// images), then in arrival order (which keeps each series in order).
 pub fn next_batch(
     tx: &Connection,
     destination: &str,
@@ -29,10 +32,10 @@ pub fn next_batch(
 ) -> Result<Vec<Queued>, IndexError> {
     let mut stmt = tx.prepare_cached(
         "SELECT i.id, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.series_uid, i.segment,
-                i.body_offset, i.body_len, i.dataset_offset, d.attempts, i.study_uid
+                i.body_offset, i.body_len, i.dataset_offset, d.attempts, i.study_uid, d.priority
          FROM deliveries d JOIN instances i ON i.id = d.instance_id
          WHERE d.destination=?1 AND d.state='pending' AND d.next_attempt_at<=?2
-         ORDER BY i.id LIMIT ?3",
+         ORDER BY d.priority DESC, i.id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![destination, now_ms, limit as i64], |r| {
         Ok(Queued {
@@ -47,9 +50,21 @@ pub fn next_batch(
             dataset_offset: r.get::<_, i64>(8)? as u64,
             attempts: r.get::<_, i64>(9)? as u32,
             study_uid: r.get(10)?,
+            urgent: r.get::<_, i64>(11)? > 0,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Raises the pending deliveries of `study_uid` to `priority` (never
+/// lowers one).
+pub fn prioritise(tx: &Connection, study_uid: &str, priority: i64) -> Result<usize, IndexError> {
+    Ok(tx.execute(
+        "UPDATE deliveries SET priority = max(priority, ?2)
+         WHERE state = 'pending'
+           AND instance_id IN (SELECT id FROM instances WHERE study_uid = ?1 AND superseded = 0)",
+        params![study_uid, priority],
+    )?)
 }
 
 /// When the next pending delivery falls due, if any.
@@ -175,4 +190,66 @@ pub fn broke_association(
         next_at_ms,
         give_up_ms,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(conn: &Connection, id: i64, study: &str) {
+        conn.execute(
+            "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, study_uid,
+               calling_ae, peer, segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
+             VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', ?3, 'CT', 'p', 1, ?1, 1, 0, 1, 0, x'00', 0)",
+            params![id, format!("2.25.{id}"), study],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO deliveries(instance_id, destination, state, next_attempt_at) VALUES (?1, 'pacs', 'pending', 0)",
+            params![id],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_urgent_study_goes_first_its_report_ahead_of_its_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
+        add(&conn, 1, "2.25.100");
+        add(&conn, 2, "2.25.200");
+        add(&conn, 3, "2.25.100");
+        add(&conn, 4, "2.25.200");
+        let order = |conn: &Connection| -> Vec<(i64, bool)> {
+            next_batch(conn, "pacs", 1, 10)
+                .unwrap()
+                .iter()
+                .map(|q| (q.instance_id, q.urgent))
+                .collect()
+        };
+        assert_eq!(
+            order(&conn),
+            [(1, false), (2, false), (3, false), (4, false)]
+        );
+        // The report (5) of study 200 arrives with priority 2; its images are raised to 1.
+        add(&conn, 5, "2.25.200");
+        conn.execute(
+            "UPDATE deliveries SET priority = 2 WHERE instance_id = 5",
+            [],
+        )
+        .unwrap();
+        assert_eq!(prioritise(&conn, "2.25.200", 1).unwrap(), 3);
+        assert_eq!(
+            order(&conn),
+            [(5, true), (2, true), (4, true), (1, false), (3, false)]
+        );
+        // Delivered ones are left alone; a raised priority is never lowered.
+        conn.execute(
+            "UPDATE deliveries SET state = 'delivered' WHERE instance_id = 1",
+            [],
+        )
+        .unwrap();
+        assert_eq!(prioritise(&conn, "2.25.100", 1).unwrap(), 1);
+        assert_eq!(prioritise(&conn, "2.25.200", 1).unwrap(), 3);
+        assert_eq!(order(&conn)[0], (5, true));
+    }
 }

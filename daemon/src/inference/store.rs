@@ -73,18 +73,20 @@ pub struct Pending {
     pub received_at_ms: i64,
 }
 
-/// Instances after `after` without a triage result, oldest first.
+/// Instances after `after` without a triage result, oldest first; never
+/// the box's own results.
 pub fn pending(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Pending>, IndexError> {
     let mut stmt = conn.prepare_cached(
         "SELECT i.id, i.sop_instance_uid, i.sop_class_uid, i.transfer_syntax_uid, i.study_uid,
                 i.series_uid, i.modality, i.instance_number, i.segment, i.body_offset, i.body_len,
                 i.received_at
          FROM instances i
-         WHERE i.id > ?1 AND i.superseded = 0
+         WHERE i.id > ?1 AND i.superseded = 0 AND i.calling_ae != ?3
            AND NOT EXISTS (SELECT 1 FROM triage_results t WHERE t.instance_id = i.id)
          ORDER BY i.id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![after, limit as i64], |r| {
+    let own = crate::results::OWN_AE;
+    let rows = stmt.query_map(params![after, limit as i64, own], |r| {
         Ok(Pending {
             instance_id: r.get(0)?,
             sop_instance_uid: r.get(1)?,

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS deliveries(
   reason TEXT,
   done_at INTEGER,
   broken_associations INTEGER NOT NULL DEFAULT 0,
+  priority INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(instance_id, destination)
 );
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, next_attempt_at, instance_id);
@@ -75,6 +76,12 @@ pub fn open_connection(path: &Path) -> Result<Connection, IndexError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(SCHEMA)?;
     add_column(&conn, "instances", "committed_at", "INTEGER")?;
+    add_column(
+        &conn,
+        "deliveries",
+        "priority",
+        "INTEGER NOT NULL DEFAULT 0",
+    )?;
     Ok(conn)
 }
 

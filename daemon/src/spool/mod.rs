@@ -187,6 +187,56 @@ impl Spool {
         Ok(outcome)
     }
 
+    /// Stores an instance the box made itself (a result), durably, queued
+    /// for `destinations` only (none: kept, not sent) at `priority` (0:
+    /// normal). The same bytes stored again are a duplicate, not a second
+    /// copy.
+    pub async fn store_own(
+        self: &Arc<Self>,
+        header: RecordHeader,
+        meta: Vec<u8>,
+        dataset: Vec<u8>,
+        summary: RecordSummary,
+        destinations: Vec<String>,
+        priority: i64,
+    ) -> std::io::Result<InsertOutcome> {
+        let writer = self.writer();
+        writer.begin(header, meta).await?;
+        writer.data(vec![bytes::Bytes::from(dataset)]).await?;
+        let record = writer.seal(summary).await?;
+        let offset = record.offset;
+        let outcome = self
+            .index
+            .call(move |tx| {
+                let outcome =
+                    index::insert(tx, &record, &destinations, now_ms(), index::Source::Ingest)?;
+                if let (InsertOutcome::Inserted { id } | InsertOutcome::Replaced { id, .. }, true) =
+                    (&outcome, priority > 0)
+                {
+                    tx.execute(
+                        "UPDATE deliveries SET priority = ?2 WHERE instance_id = ?1",
+                        rusqlite::params![id, priority],
+                    )?;
+                }
+                Ok(outcome)
+            })
+            .await;
+        match outcome {
+            Ok(o @ (InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. })) => {
+                self.notify_work();
+                Ok(o)
+            }
+            Ok(o) => {
+                let _ = writer.unwrite(offset).await;
+                Ok(o)
+            }
+            Err(e) => {
+                let _ = writer.unwrite(offset).await;
+                Err(std::io::Error::other(e))
+            }
+        }
+    }
+
     /// Wakes forwarders: new work may be due.
     pub fn notify_work(&self) {
         self.work.send_modify(|n| *n = n.wrapping_add(1));

@@ -82,7 +82,7 @@ impl Pipeline {
     }
 
     /// Where the image lands in the output: (rows, cols, top, left).
-    fn placement(&self, image: &impl Rows) -> (usize, usize, usize, usize) {
+    pub fn placement(&self, image: &impl Rows) -> (usize, usize, usize, usize) {
         if !self.letterbox {
             return (self.rows, self.cols, 0, 0);
         }

@@ -47,14 +47,16 @@ impl Study {
         let derive = Deriver::new(namespace, spec.seed);
 
         let day = BASE_DAY + (derive.value("study-date", 0) % DATE_SPAN_DAYS) as i64;
-        let (year, month, dom) = civil_from_days(day);
+        let (year, month, dom) = firstlook_kernels::dates::civil_from_days(day);
         // 07:00:00 to 18:59:59
         let secs = 7 * 3600 + derive.value("study-time", 0) % (12 * 3600);
         let age = 20 + derive.value("patient-age", 0) % 70;
         let birth = derive.value("patient-birth", 0);
         let (birth_month, birth_day) = (1 + birth % 12, 1 + (birth / 12) % 28);
         // Age at the study date, whatever the birthday.
-        let birth_year = year as u64 - age - u64::from((birth_month, birth_day) > (month, dom));
+        let birth_year = year as u64
+            - age
+            - u64::from((birth_month, birth_day) > (u64::from(month), u64::from(dom)));
 
         Ok(Study {
             kind: spec.kind,
@@ -134,32 +136,5 @@ impl Study {
             transfer_syntax_uid: TRANSFER_SYNTAX_UID.to_owned(),
             file_bytes: ds.into_part10()?,
         })
-    }
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u64, u64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u64;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::civil_from_days;
-
-    #[test]
-    fn civil_dates_match_known_days() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(19_723 + 59), (2024, 2, 29));
-        assert_eq!(civil_from_days(19_723 + 366), (2025, 1, 1));
     }
 }

@@ -1,0 +1,228 @@
+//! The results table: one row per report, written or failed, after the
+//! decisions it covers. Decisions past the last covered one are pending.
+
+use rusqlite::{params, Connection};
+
+use crate::spool::IndexError;
+use crate::triage::Decision;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS results(
+  id INTEGER PRIMARY KEY,
+  first_decision INTEGER NOT NULL UNIQUE,
+  last_decision INTEGER NOT NULL,
+  unit TEXT NOT NULL,
+  study_uid TEXT,
+  mode TEXT NOT NULL,
+  state TEXT NOT NULL,
+  sr_uid TEXT,
+  sc_uid TEXT,
+  error TEXT,
+  decided_at INTEGER NOT NULL,
+  written_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hl7_outbox(
+  id INTEGER PRIMARY KEY,
+  first_decision INTEGER NOT NULL UNIQUE,
+  control_id TEXT NOT NULL,
+  message TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  done_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS hl7_outbox_due ON hl7_outbox(state, next_attempt_at);
+";
+
+pub fn init(conn: &Connection) -> Result<(), IndexError> {
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// The decisions of one unit made together: what one report covers.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub first: i64,
+    pub last: i64,
+    pub decisions: Vec<Decision>,
+}
+
+/// Decisions not yet covered by a report, grouped by unit and moment, the
+/// oldest first.
+pub fn pending(conn: &Connection, limit: usize) -> Result<Vec<Batch>, IndexError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, record FROM decisions
+         WHERE id > (SELECT COALESCE(MAX(last_decision), 0) FROM results)
+         ORDER BY id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit as i64], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut batches: Vec<Batch> = Vec::new();
+    for row in rows {
+        let (id, json) = row?;
+        let Ok(decision) = serde_json::from_str::<Decision>(&json) else {
+            tracing::error!(message = "a stored decision cannot be read back", id);
+            continue;
+        };
+        match batches.last_mut() {
+            Some(b)
+                if b.decisions[0].unit == decision.unit
+                    && b.decisions[0].decided_at_ms == decision.decided_at_ms =>
+            {
+                b.last = id;
+                b.decisions.push(decision);
+            }
+            _ => batches.push(Batch {
+                first: id,
+                last: id,
+                decisions: vec![decision],
+            }),
+        }
+    }
+    // The last batch may continue past the limit: leave it for next time
+    // unless it is all there is.
+    if batches.len() > 1 {
+        let n: i64 = batches.iter().map(|b| b.decisions.len() as i64).sum();
+        if n >= limit as i64 {
+            batches.pop();
+        }
+    }
+    Ok(batches)
+}
+
+/// What became of one report.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub mode: &'static str,
+    pub state: &'static str,
+    pub sr_uid: Option<String>,
+    pub sc_uid: Option<String>,
+    pub error: Option<String>,
+    /// The HL7 message to queue: (control id, text).
+    pub hl7: Option<(String, String)>,
+}
+
+/// Records the report and, in the same transaction, queues its HL7
+/// message (control id, text) when there is one.
+pub fn record(
+    conn: &Connection,
+    batch: &Batch,
+    w: &Written,
+    hl7: Option<&(String, String)>,
+    now_ms: i64,
+) -> Result<(), IndexError> {
+    if let Some((control_id, message)) = hl7 {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO hl7_outbox(first_decision, control_id, message, state, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+        )?
+        .execute(params![batch.first, control_id, message, now_ms])?;
+    }
+    let d = &batch.decisions[0];
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO results(first_decision, last_decision, unit, study_uid, mode, state,
+            sr_uid, sc_uid, error, decided_at, written_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        batch.first,
+        batch.last,
+        d.unit,
+        d.study_uid,
+        w.mode,
+        w.state,
+        w.sr_uid,
+        w.sc_uid,
+        w.error,
+        d.decided_at_ms,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+/// Counts of reports by state, for status.
+pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>, IndexError> {
+    let mut stmt =
+        conn.prepare("SELECT state || ' (' || mode || ')', COUNT(*) FROM results GROUP BY 1")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// An HL7 message waiting for its ACK.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub id: i64,
+    pub control_id: String,
+    pub message: String,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+}
+
+pub fn outbox_due(
+    conn: &Connection,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<Outgoing>, IndexError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, control_id, message, attempts, created_at FROM hl7_outbox
+         WHERE state = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
+        Ok(Outgoing {
+            id: r.get(0)?,
+            control_id: r.get(1)?,
+            message: r.get(2)?,
+            attempts: r.get::<_, i64>(3)? as u32,
+            created_at_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn outbox_next_due(conn: &Connection) -> Result<Option<i64>, IndexError> {
+    Ok(conn.query_row(
+        "SELECT min(next_attempt_at) FROM hl7_outbox WHERE state = 'pending'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// What became of one delivery attempt.
+pub enum Hl7Update {
+    Sent,
+    Retry { error: String, at_ms: i64 },
+    Dead(String),
+}
+
+pub fn outbox_update(
+    conn: &Connection,
+    id: i64,
+    update: &Hl7Update,
+    now_ms: i64,
+) -> Result<(), IndexError> {
+    match update {
+        Hl7Update::Sent => conn.execute(
+            "UPDATE hl7_outbox SET state = 'sent', attempts = attempts + 1, done_at = ?2 WHERE id = ?1",
+            params![id, now_ms],
+        )?,
+        Hl7Update::Retry { error, at_ms } => conn.execute(
+            "UPDATE hl7_outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            params![id, error, at_ms],
+        )?,
+        Hl7Update::Dead(error) => conn.execute(
+            "UPDATE hl7_outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2, done_at = ?3 WHERE id = ?1",
+            params![id, error, now_ms],
+        )?,
+    };
+    Ok(())
+}
+
+/// HL7 messages by state, for status.
+pub fn outbox_counts(conn: &Connection) -> Result<Vec<(String, i64)>, IndexError> {
+    let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM hl7_outbox GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
