@@ -135,6 +135,24 @@ fn storescu_cr_and_ct_get_the_right_decisions_and_still_reach_the_pacs() {
     assert_eq!(status.destination("pacs").delivered, 26);
     let sent: Vec<DicomFile> = positive.into_iter().chain(negative).chain(ct).collect();
     assert_delivered_identical(&sent, &pacs.received());
+    // In shadow mode (the harness's default) the three reports and their
+    // heatmaps are kept on the box and nothing more is sent.
+    let status = wait_until(SETTLE, "6 results kept", |last| {
+        let s = daemon.status();
+        *last = s.summary();
+        (s.results == 6).then_some(s)
+    });
+    assert_eq!(status.instances, 26);
+    let t = status.triage.as_ref().unwrap();
+    assert_eq!(
+        t.reports,
+        [("written (shadow)".to_string(), 3)],
+        "{}",
+        status.summary()
+    );
+    assert_eq!(status.destination("pacs").delivered, 26);
+    assert_eq!(status.destination("pacs").pending, 0);
+    assert_eq!(pacs.received().len(), 26);
 
     // The decision log is append-only, even for someone with the file.
     let conn =
