@@ -26,6 +26,32 @@ pub struct Config {
     pub triage: Triage,
     #[serde(default)]
     pub results: Results,
+    #[serde(default)]
+    pub panel: Panel,
+}
+
+/// The technologist's panel (web page, live feed, /healthz, /metrics).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Panel {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Loopback by default: the console's browser runs on the box.
+    #[serde(default = "default_panel_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_panel_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8088))
+}
+
+impl Default for Panel {
+    fn default() -> Self {
+        Panel {
+            enabled: true,
+            listen: default_panel_listen(),
+        }
+    }
 }
 
 /// What the box writes back about each decision: a DICOM SR, a heatmap
@@ -815,6 +841,7 @@ impl Config {
             destinations: Vec::new(),
             triage: Triage::default(),
             results: Results::default(),
+            panel: Panel::default(),
         }
     }
 

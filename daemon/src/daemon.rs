@@ -31,6 +31,8 @@ pub enum StartError {
 /// A running firstlookd.
 pub struct Daemon {
     pub listen_addr: SocketAddr,
+    /// Where the panel listens, when it is on and its port could be bound.
+    pub panel_addr: Option<SocketAddr>,
     pub spool: Arc<Spool>,
     pub recovery: RecoveryReport,
     events: Events,
@@ -89,6 +91,18 @@ impl Daemon {
             rx.clone(),
         )));
         let events = inference::events();
+        let mut panel_addr = None;
+        if config.panel.enabled {
+            let panel = crate::panel::Panel {
+                config: Arc::clone(&config),
+                spool: Arc::clone(&spool),
+                events: events.clone(),
+            };
+            if let Some((addr, task)) = crate::panel::start(panel, rx.clone()).await {
+                panel_addr = Some(addr);
+                tasks.push(task);
+            }
+        }
         if config.triage.enabled {
             tasks.extend(
                 inference::start(
@@ -108,6 +122,7 @@ impl Daemon {
         tracing::info!(message = "firstlookd ready", listen = %listen_addr, ae_title = %config.node.ae_title);
         Ok(Daemon {
             listen_addr,
+            panel_addr,
             spool,
             recovery,
             events,

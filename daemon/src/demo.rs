@@ -74,6 +74,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         "127.0.0.1:0".parse()?,
     )?;
     sink_cfg.triage.enabled = false;
+    sink_cfg.panel.enabled = false;
     let sink = Daemon::start(sink_cfg)
         .await
         .context("starting the demo PACS sink")?;
@@ -92,6 +93,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         Err(crate::daemon::StartError::Bind { addr, .. }) => {
             println!("port {addr} is busy; the demo daemon takes a free port instead");
             cfg.node.listen = "127.0.0.1:0".parse()?;
+            cfg.panel.listen = "127.0.0.1:0".parse()?;
             Daemon::start(cfg).await?
         }
         Err(e) => return Err(e.into()),
@@ -100,6 +102,10 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         "firstlookd listening on {} as FIRSTLOOK; PACS sink DEMOPACS on {}",
         daemon.listen_addr, sink.listen_addr
     );
+    match daemon.panel_addr {
+        Some(addr) => println!("panel: open http://{addr}/ (live alerts; /metrics, /healthz)"),
+        None => println!("panel: not available (its port is busy; see the log)"),
+    }
     let alerts = tokio::spawn(print_decisions(daemon.subscribe_decisions()));
 
     let started = Instant::now();

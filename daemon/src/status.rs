@@ -100,6 +100,11 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
         return Err(StatusError::NoSpool(spool_dir.display().to_string()));
     }
     let conn = open_read_only(&path)?;
+    // One read transaction: every count below comes from the same snapshot
+    // (a decision counted in one query and missing from the next would make
+    // the report contradict itself).
+    let snapshot = conn.unchecked_transaction()?;
+    let conn = &*snapshot;
     let (instances, results, spool_bytes): (i64, i64, i64) = conn.query_row(
         "SELECT coalesce(sum(calling_ae != ?1), 0), coalesce(sum(calling_ae = ?1), 0),
                 coalesce(sum(record_len), 0)
@@ -167,8 +172,8 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
         }
     }
     let disk = usage(spool_dir)?;
-    let triage = if store::present(&conn)? {
-        Some(triage(&conn)?)
+    let triage = if store::present(conn)? {
+        Some(triage(conn)?)
     } else {
         None
     };

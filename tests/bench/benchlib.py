@@ -87,6 +87,7 @@ def write_config(path, port, spool, destinations=(), triage=None):
     else:
         lines += [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}"
                   for k, v in triage.items()]
+    lines += ["[panel]", "enabled = false"]
     lines += ["[[scanners]]", 'ae_title = "*"', 'hosts = ["127.0.0.1"]']
     for name, aet, addr in destinations:
         lines += ["[[destinations]]", f'name = "{name}"', f'ae_title = "{aet}"', f'address = "{addr}"']

@@ -34,6 +34,8 @@ impl DestinationConfig {
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub port: u16,
+    /// The panel's HTTP port (loopback).
+    pub panel_port: u16,
     pub max_associations: u32,
     pub scanners: Vec<(String, Vec<String>)>,
     pub destinations: Vec<DestinationConfig>,
@@ -56,6 +58,7 @@ impl DaemonConfig {
     pub fn new() -> Self {
         DaemonConfig {
             port: free_port(),
+            panel_port: free_port(),
             max_associations: 16,
             scanners: Vec::new(),
             destinations: Vec::new(),
@@ -145,6 +148,10 @@ impl DaemonConfig {
             s.push_str(&format!("\n[triage]\n{}", self.triage));
         }
         s.push_str(&format!("\n[results]\n{}", self.results));
+        s.push_str(&format!(
+            "\n[panel]\nlisten = \"127.0.0.1:{}\"\n",
+            self.panel_port
+        ));
         s
     }
 }
@@ -182,6 +189,7 @@ impl StatusExt for Status {
 /// A running `firstlookd --config FILE run` (FIRSTLOOK_LOG=info), killed at drop.
 pub struct Daemon {
     pub port: u16,
+    pub panel_port: u16,
     pub dir: PathBuf,
     pub spool_dir: PathBuf,
     pub config_path: PathBuf,
@@ -199,6 +207,7 @@ impl Daemon {
         std::fs::write(&config_path, config.to_toml(&spool_dir)).expect("write config");
         let mut d = Daemon {
             port: config.port,
+            panel_port: config.panel_port,
             dir: dir.to_path_buf(),
             spool_dir,
             config_path,

@@ -1,0 +1,109 @@
+//! The live feed: every decision as a server-sent event whose id is its row
+//! in the decision log. A client that reconnects with `Last-Event-ID` gets
+//! what it missed from the log, then the live events, so no alert is lost
+//! across a network blip or a daemon restart. The events carry no patient
+//! data (no names, IDs or UIDs).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Serialize;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::triage::Decision;
+
+use super::Panel;
+
+/// What the feed says about a decision.
+#[derive(Debug, Serialize)]
+pub struct Alert<'a> {
+    pub id: i64,
+    pub finding: Option<&'a str>,
+    pub finding_display: Option<&'a str>,
+    pub outcome: &'a str,
+    pub modality: &'a str,
+    pub score: Option<f32>,
+    pub threshold: Option<f64>,
+    pub operating_point: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub completion: &'a str,
+    pub received_last_ms: i64,
+    pub decided_at_ms: i64,
+    pub model_name: &'a str,
+    pub model_version: &'a str,
+    pub engine: &'a str,
+    pub clinical_use: bool,
+}
+
+impl<'a> Alert<'a> {
+    pub fn of(id: i64, d: &'a Decision) -> Alert<'a> {
+        Alert {
+            id,
+            finding: d.finding.as_deref(),
+            finding_display: d.finding_display.as_deref(),
+            outcome: d.outcome.as_str(),
+            modality: &d.modality,
+            score: d.score,
+            threshold: d.threshold,
+            operating_point: d.operating_point.as_deref(),
+            reason: d.reason.as_deref(),
+            completion: &d.completion,
+            received_last_ms: d.received_last_ms,
+            decided_at_ms: d.decided_at_ms,
+            model_name: &d.model.name,
+            model_version: &d.model.version,
+            engine: &d.model.engine,
+            clinical_use: d.model.clinical_use,
+        }
+    }
+}
+
+fn event(id: i64, d: &Decision) -> Event {
+    let json = serde_json::to_string(&Alert::of(id, d)).expect("an alert serialises");
+    Event::default()
+        .id(id.to_string())
+        .event("decision")
+        .data(json)
+}
+
+/// Decisions when nothing was seen yet: the newest few, for context.
+const FIRST_LOOK: usize = 50;
+
+pub async fn handler(
+    State(panel): State<Arc<Panel>>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    // Subscribe before reading the log, so nothing falls between the two.
+    let live = panel.events.subscribe();
+    let missed = panel
+        .spool
+        .index()
+        .call(move |c| super::store::decisions_after(c, last_seen, FIRST_LOOK))
+        .await
+        .unwrap_or_default();
+    let replayed_to = missed.last().map(|(id, _)| *id).or(last_seen).unwrap_or(0);
+    let replay = stream::iter(
+        missed
+            .into_iter()
+            .map(|(id, d)| Ok::<_, Infallible>(event(id, &d))),
+    );
+    // A subscriber that falls too far behind ends its stream: the browser
+    // reconnects with Last-Event-ID and the log fills the gap.
+    let live = BroadcastStream::new(live)
+        .take_while(|r| std::future::ready(r.is_ok()))
+        .filter_map(move |r| {
+            std::future::ready(match r {
+                Ok(ev) if ev.id > replayed_to => Some(Ok(event(ev.id, &ev.decision))),
+                _ => None,
+            })
+        });
+    Sse::new(replay.chain(live)).keep_alive(KeepAlive::default())
+}

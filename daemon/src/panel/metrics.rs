@@ -1,0 +1,268 @@
+//! `/metrics` in the Prometheus text exposition format (0.0.4), read from
+//! the spool index like `firstlookd status`. Labels carry destination
+//! names, finding ids, outcomes and model names: never patient data.
+
+use std::fmt::Write;
+
+use rusqlite::Connection;
+
+use crate::spool::IndexError;
+use crate::status::StatusReport;
+
+/// Upper bounds (seconds) of the decision latency histogram's buckets.
+const LATENCY_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool, IndexError> {
+    Ok(conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([name])?)
+}
+
+/// The exposition for `status` plus what only the index's tables give.
+pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexError> {
+    let mut o = Out(String::new());
+    o.family(
+        "firstlook_instances_received_total",
+        "counter",
+        "Instances received from scanners and held in the spool.",
+    );
+    o.sample(
+        "firstlook_instances_received_total",
+        &[],
+        status.instances as f64,
+    );
+    o.family(
+        "firstlook_results_written_total",
+        "counter",
+        "Instances the box made (SR reports and heatmap images).",
+    );
+    o.sample(
+        "firstlook_results_written_total",
+        &[],
+        status.results as f64,
+    );
+    o.family(
+        "firstlook_spool_bytes",
+        "gauge",
+        "Bytes of records in the spool.",
+    );
+    o.sample("firstlook_spool_bytes", &[], status.spool_bytes as f64);
+    o.family(
+        "firstlook_disk_available_bytes",
+        "gauge",
+        "Free bytes on the spool's filesystem.",
+    );
+    o.sample(
+        "firstlook_disk_available_bytes",
+        &[],
+        status.disk_available_bytes as f64,
+    );
+    o.family(
+        "firstlook_forwarded_total",
+        "counter",
+        "Instances delivered to a destination.",
+    );
+    for d in &status.destinations {
+        o.sample(
+            "firstlook_forwarded_total",
+            &[("destination", &d.name)],
+            d.delivered as f64,
+        );
+    }
+    o.family(
+        "firstlook_dead_lettered",
+        "gauge",
+        "Instances given up for a destination (dead letters).",
+    );
+    for d in &status.destinations {
+        o.sample(
+            "firstlook_dead_lettered",
+            &[("destination", &d.name)],
+            d.dead as f64,
+        );
+    }
+    o.family(
+        "firstlook_forward_queue_depth",
+        "gauge",
+        "Instances waiting to be delivered to a destination.",
+    );
+    for d in &status.destinations {
+        o.sample(
+            "firstlook_forward_queue_depth",
+            &[("destination", &d.name)],
+            d.pending as f64,
+        );
+    }
+    if let Some(t) = &status.triage {
+        o.family(
+            "firstlook_triage_queue_depth",
+            "gauge",
+            "Instances received and not yet looked at by the model.",
+        );
+        o.sample("firstlook_triage_queue_depth", &[], t.queue as f64);
+        o.family(
+            "firstlook_triage_awaiting_series",
+            "gauge",
+            "Scored slices waiting for the rest of their series.",
+        );
+        o.sample(
+            "firstlook_triage_awaiting_series",
+            &[],
+            t.awaiting_series as f64,
+        );
+        if let Some(m) = &t.model {
+            o.family(
+                "firstlook_model_ready",
+                "gauge",
+                "1 when the model is loaded and proven on its golden cases.",
+            );
+            o.sample(
+                "firstlook_model_ready",
+                &[
+                    ("model", m.name.as_deref().unwrap_or("")),
+                    ("version", m.version.as_deref().unwrap_or("")),
+                    ("engine", m.engine.as_deref().unwrap_or("")),
+                    (
+                        "clinical_use",
+                        if m.clinical_use == Some(true) {
+                            "true"
+                        } else {
+                            "false"
+                        },
+                    ),
+                ],
+                if m.state == "ready" { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    if table_exists(conn, "decisions")? {
+        o.family(
+            "firstlook_decisions_total",
+            "counter",
+            "Triage decisions per finding and outcome.",
+        );
+        let mut stmt = conn.prepare(
+            "SELECT coalesce(finding, 'none'), outcome, count(*) FROM decisions GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (finding, outcome, n) = row?;
+            o.sample(
+                "firstlook_decisions_total",
+                &[("finding", &finding), ("outcome", &outcome)],
+                n as f64,
+            );
+        }
+        // Per decision: from the last instance of its unit received to the decision.
+        let mut secs: Vec<f64> = conn
+            .prepare("SELECT (decided_at - received_last_at) / 1000.0 FROM decisions")?
+            .query_map([], |r| r.get::<_, f64>(0))?
+            .collect::<Result<_, _>>()?;
+        secs.sort_by(f64::total_cmp);
+        let name = "firstlook_decision_latency_seconds";
+        o.family(
+            name,
+            "histogram",
+            "Time from receiving a unit's last instance to its decision.",
+        );
+        for le in LATENCY_BUCKETS {
+            let n = secs.partition_point(|&s| s <= le);
+            o.sample(
+                &format!("{name}_bucket"),
+                &[("le", &le.to_string())],
+                n as f64,
+            );
+        }
+        o.sample(
+            &format!("{name}_bucket"),
+            &[("le", "+Inf")],
+            secs.len() as f64,
+        );
+        o.sample(&format!("{name}_sum"), &[], secs.iter().sum());
+        o.sample(&format!("{name}_count"), &[], secs.len() as f64);
+    }
+    if table_exists(conn, "results")? {
+        o.family(
+            "firstlook_reports_total",
+            "counter",
+            "Reports (SR and heatmap) per state and mode.",
+        );
+        let mut stmt =
+            conn.prepare("SELECT state, mode, count(*) FROM results GROUP BY 1, 2 ORDER BY 1, 2")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (state, mode, n) = row?;
+            o.sample(
+                "firstlook_reports_total",
+                &[("state", &state), ("mode", &mode)],
+                n as f64,
+            );
+        }
+    }
+    if table_exists(conn, "hl7_outbox")? {
+        o.family(
+            "firstlook_hl7_messages",
+            "gauge",
+            "HL7 messages to the RIS per state (pending, sent, dead).",
+        );
+        let mut stmt =
+            conn.prepare("SELECT state, count(*) FROM hl7_outbox GROUP BY 1 ORDER BY 1")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (state, n) = row?;
+            o.sample("firstlook_hl7_messages", &[("state", &state)], n as f64);
+        }
+    }
+    Ok(o.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
