@@ -139,8 +139,15 @@ fn shown(
         height: rows,
         values: grey,
     };
-    let (Some(model), Some(f)) = (model, map_for) else {
+    let Some(f) = map_for else {
         return Ok((grey, None, None));
+    };
+    let Some(model) = model else {
+        return Ok((
+            grey,
+            None,
+            Some("no map: the model could not be loaded".into()),
+        ));
     };
     let Some(finding) = manifest.finding(&f.id) else {
         return Ok((grey, None, None));

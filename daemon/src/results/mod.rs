@@ -49,7 +49,7 @@ pub const OWN_AE: &str = "firstlook:results";
 const SR_SERIES_NUMBER: i64 = 9901;
 const SC_SERIES_NUMBER: i64 = 9902;
 
-/// The model, kept for drawing maps; loaded once, on first use.
+/// The model, kept for drawing maps; loaded once, at start.
 struct Drawing {
     manifest: Option<Arc<Manifest>>,
     model: Mutex<Option<Model>>,
@@ -104,10 +104,13 @@ pub async fn start(
     {
         let drawing = Arc::clone(&drawing);
         tokio::task::spawn_blocking(move || {
+            // Held while loading: a heatmap drawn meanwhile waits for the
+            // model instead of going out without its map.
+            let mut slot = drawing.model.lock().expect("model lock");
             if let Ok(bundle) = bundle {
                 match Model::load_with(bundle, Variant::Fp32, crate::config::EngineChoice::Tract, 1)
                 {
-                    Ok((model, _)) => *drawing.model.lock().expect("model lock") = Some(model),
+                    Ok((model, _)) => *slot = Some(model),
                     Err(e) => {
                         tracing::warn!(message = "heatmaps are drawn without maps: the model cannot load", error = %e)
                     }
