@@ -225,23 +225,17 @@ fn triage(conn: &rusqlite::Connection) -> Result<TriageStatus, StatusError> {
             .into_iter()
             .map(|(_, d)| d)
             .collect(),
-        reports: if table_exists(conn, "results")? {
+        reports: if crate::spool::table_exists(conn, "results")? {
             crate::results::counts(conn)?
         } else {
             Vec::new()
         },
-        hl7: if table_exists(conn, "hl7_outbox")? {
+        hl7: if crate::spool::table_exists(conn, "hl7_outbox")? {
             crate::results::outbox_counts(conn)?
         } else {
             Vec::new()
         },
     })
-}
-
-fn table_exists(conn: &rusqlite::Connection, name: &str) -> Result<bool, StatusError> {
-    Ok(conn
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .exists([name])?)
 }
 
 fn gib(b: u64) -> f64 {

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dicom_object::file::ReadPreamble;
-use dicom_object::OpenFileOptions;
 use firstlook::pixels::{modality_frames, trailing_pixel_data, ModalityImage, Pixels};
 use firstlook_e2e::*;
 use firstlook_kernels::npy;
@@ -63,11 +61,7 @@ fn window(spec: &Value, image: &ModalityImage<impl Rows>) -> Window {
 /// set), the modality LUT applied as the resize reads each row.
 fn ours(file: &Path, p: &Value) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(file).unwrap();
-    let header = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-        .from_reader(bytes.as_slice())
-        .unwrap();
+    let header = firstlook::spool::part10::parse(&bytes, true).unwrap();
     let whole = dicom_object::open_file(file).unwrap();
     let pixels = match trailing_pixel_data(&header, &bytes) {
         Some(data) => Pixels::native(&header, data),

@@ -267,12 +267,5 @@ pub fn recent_decisions(
 
 /// Whether triage's tables exist (a spool from before triage has none).
 pub fn present(conn: &Connection) -> Result<bool, IndexError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='decisions'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    crate::spool::table_exists(conn, "decisions")
 }

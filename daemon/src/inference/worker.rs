@@ -5,15 +5,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
-use dicom_object::OpenFileOptions;
 use firstlook_kernels::preprocess::PreprocessError;
 
 use crate::bundle::Manifest;
 use crate::model::{Model, ModelError};
-use crate::pixels::{self, PixelError, Pixels};
-use crate::spool::{now_ms, Spool};
+use crate::pixels::PixelError;
+use crate::spool::{now_ms, part10, Spool};
 use crate::triage::{self, InstanceFacts, Routing, SliceOutcome, SliceResult, Timing};
 
 use super::facts;
@@ -81,34 +78,13 @@ impl Worker {
             return slice(base, SliceOutcome::Error(error), timing);
         }
         // The data set up to its Pixel Data; the samples are then read in
-        // place from the buffer, not copied into an element. Instances laid
-        // out otherwise (compressed, trailing elements) are read whole.
-        let parse = |until_pixels: bool| {
-            let options = OpenFileOptions::new().read_preamble(ReadPreamble::Always);
-            if until_pixels {
-                options.read_until(tags::PIXEL_DATA)
-            } else {
-                options
-            }
-            .from_reader(self.buf.as_slice())
-            .map_err(|e| format!("the stored instance cannot be parsed: {e}"))
-        };
-        let header = match parse(true) {
-            Ok(header) => header,
+        // place from the buffer, not copied into an element.
+        let stored = match part10::Stored::read(&self.buf) {
+            Ok(stored) => stored,
             Err(error) => return slice(base, SliceOutcome::Error(error), timing),
         };
-        let in_place = pixels::trailing_pixel_data(&header, &self.buf);
-        let whole = match in_place {
-            Some(_) => None,
-            None => match parse(false) {
-                Ok(whole) => Some(whole),
-                Err(error) => return slice(base, SliceOutcome::Error(error), timing),
-            },
-        };
-        let obj = whole.as_ref().unwrap_or(&header);
         timing.read_ms = lap();
-        let has_pixels = in_place.is_some() || obj.element(tags::PIXEL_DATA).is_ok();
-        let facts = facts::read(obj, base, has_pixels);
+        let facts = facts::read(stored.attributes(), base, stored.has_pixels());
         let Some(manifest) = self.manifest.as_deref() else {
             let reason = match &self.model {
                 Loaded::Broken(reason) => reason.clone(),
@@ -147,11 +123,7 @@ impl Worker {
             }
             e => SliceOutcome::NotAssessable(e.to_string()),
         };
-        let read = match in_place {
-            Some(data) => Pixels::native(obj, data),
-            None => Pixels::first_frame(obj),
-        };
-        let pixels = match read {
+        let pixels = match stored.pixels(&self.buf) {
             Ok(pixels) => pixels,
             Err(e) => return slice(facts, unreadable(e), timing),
         };

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use rusqlite::Connection;
 
-use crate::spool::IndexError;
+use crate::spool::{table_exists, IndexError};
 use crate::status::StatusReport;
 
 /// Upper bounds (seconds) of the decision latency histogram's buckets.
@@ -39,12 +39,31 @@ impl Out {
             let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
         }
     }
-}
 
-fn table_exists(conn: &Connection, name: &str) -> Result<bool, IndexError> {
-    Ok(conn
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .exists([name])?)
+    /// One sample per row of `sql`: the values of `labels`, then a count.
+    fn grouped(
+        &mut self,
+        conn: &Connection,
+        name: &str,
+        labels: &[&str],
+        sql: &str,
+    ) -> Result<(), IndexError> {
+        let mut stmt = conn.prepare(sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let values = (0..labels.len())
+                .map(|i| r.get::<_, String>(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let n: i64 = r.get(labels.len())?;
+            let pairs: Vec<(&str, &str)> = labels
+                .iter()
+                .copied()
+                .zip(values.iter().map(String::as_str))
+                .collect();
+            self.sample(name, &pairs, n as f64);
+        }
+        Ok(())
+    }
 }
 
 /// The exposition for `status` plus what only the index's tables give.
@@ -170,24 +189,12 @@ pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexE
             "counter",
             "Triage decisions per finding and outcome.",
         );
-        let mut stmt = conn.prepare(
+        o.grouped(
+            conn,
+            "firstlook_decisions_total",
+            &["finding", "outcome"],
             "SELECT coalesce(finding, 'none'), outcome, count(*) FROM decisions GROUP BY 1, 2 ORDER BY 1, 2",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (finding, outcome, n) = row?;
-            o.sample(
-                "firstlook_decisions_total",
-                &[("finding", &finding), ("outcome", &outcome)],
-                n as f64,
-            );
-        }
         // Per decision: from the last instance of its unit received to the decision.
         let mut secs: Vec<f64> = conn
             .prepare("SELECT (decided_at - received_last_at) / 1000.0 FROM decisions")?
@@ -222,23 +229,12 @@ pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexE
             "counter",
             "Reports (SR and heatmap) per state and mode.",
         );
-        let mut stmt =
-            conn.prepare("SELECT state, mode, count(*) FROM results GROUP BY 1, 2 ORDER BY 1, 2")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (state, mode, n) = row?;
-            o.sample(
-                "firstlook_reports_total",
-                &[("state", &state), ("mode", &mode)],
-                n as f64,
-            );
-        }
+        o.grouped(
+            conn,
+            "firstlook_reports_total",
+            &["state", "mode"],
+            "SELECT state, mode, count(*) FROM results GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
     }
     if table_exists(conn, "hl7_outbox")? {
         o.family(
@@ -246,13 +242,12 @@ pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexE
             "gauge",
             "HL7 messages to the RIS per state (pending, sent, dead).",
         );
-        let mut stmt =
-            conn.prepare("SELECT state, count(*) FROM hl7_outbox GROUP BY 1 ORDER BY 1")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        for row in rows {
-            let (state, n) = row?;
-            o.sample("firstlook_hl7_messages", &[("state", &state)], n as f64);
-        }
+        o.grouped(
+            conn,
+            "firstlook_hl7_messages",
+            &["state"],
+            "SELECT state, count(*) FROM hl7_outbox GROUP BY 1 ORDER BY 1",
+        )?;
     }
     Ok(o.0)
 }

@@ -6,12 +6,11 @@ use firstlook_kernels::preprocess::{resize, Image, Pipeline, Rows};
 
 use crate::bundle::Manifest;
 use crate::model::Model;
-use crate::pixels::{trailing_pixel_data, Pixels};
+use crate::spool::part10;
 use crate::triage::Outcome;
 
 use super::render::{self, Grey, Rgb};
 use super::report::FindingResult;
-use super::source;
 
 /// Longest side of the shown image.
 const DISPLAY: usize = 768;
@@ -51,18 +50,18 @@ pub fn lines(model: &crate::triage::ModelInfo, findings: &[FindingResult]) -> Ve
     lines
 }
 
-/// The picture for one report: `key` is the instance shown (Part-10
-/// bytes); `map_for` the finding whose map is drawn. Without a model, a
+/// The picture for one report: `key` is the instance shown (as read, and
+/// its Part-10 bytes); `map_for` the finding whose map is drawn. Without a model, a
 /// route or decodable pixels, the text is drawn on what there is.
 pub fn picture(
-    key: Option<&[u8]>,
+    key: Option<(&part10::Stored, &[u8])>,
     manifest: Option<&Manifest>,
     model: Option<&mut Model>,
     map_for: Option<&FindingResult>,
     text: &[String],
 ) -> Rgb {
     let mut text = text.to_vec();
-    match key.map(|k| shown(k, manifest, model, map_for)) {
+    match key.map(|(stored, bytes)| shown(stored, bytes, manifest, model, map_for)) {
         Some(Ok((grey, map, note))) => {
             text.extend(note);
             let g = Grey {
@@ -93,21 +92,13 @@ fn blank(text: &[String]) -> Rgb {
 type Shown = (Image, Option<Vec<f32>>, Option<String>);
 
 fn shown(
+    stored: &part10::Stored,
     bytes: &[u8],
     manifest: Option<&Manifest>,
     model: Option<&mut Model>,
     map_for: Option<&FindingResult>,
 ) -> Result<Shown, String> {
-    let header = source::parse(bytes, true)?;
-    let whole;
-    let pixels = match trailing_pixel_data(&header, bytes) {
-        Some(data) => Pixels::native(&header, data),
-        None => {
-            whole = source::parse(bytes, false)?;
-            Pixels::first_frame(&whole)
-        }
-    }
-    .map_err(|e| e.to_string())?;
+    let pixels = stored.pixels(bytes).map_err(|e| e.to_string())?;
     let image = pixels.frame(0).map_err(|e| e.to_string())?;
     let manifest = manifest.ok_or("no model bundle")?;
     let route = manifest

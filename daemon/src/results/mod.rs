@@ -32,7 +32,7 @@ use crate::config::{Config, ResultsMode};
 use crate::inference::Events;
 use crate::model::{Model, Variant};
 use crate::spool::{now_ms, part10, RecordHeader, RecordSummary, Spool};
-use crate::triage::{Decision, Outcome, SliceOutcome, SliceResult};
+use crate::triage::{Outcome, SliceOutcome, SliceResult};
 
 pub use identity::Identity;
 pub use store::{counts, outbox_counts};
@@ -219,7 +219,12 @@ impl Writer {
         let first = &batch.decisions[0];
         let inputs = first.inputs.clone();
         let sources = source::locate(&self.spool, inputs).await.map_err(Retry)?;
-        let Some(key_at) = self.key_slice(batch, &sources).await else {
+        let root = self.config.results.uid_root.as_ref().map(|r| r.as_str());
+        let uid = |k: u32| self.identity.uid(root, batch.first, k);
+        let findings = self.findings(batch, &uid);
+        let strongest = strongest(&findings).cloned();
+        let strongest_id = strongest.as_ref().map(|f| f.id.as_str());
+        let Some(key_at) = self.key_slice(strongest_id, &sources).await else {
             return Ok(failed(
                 "the source instances are no longer in the spool".into(),
             ));
@@ -233,17 +238,14 @@ impl Writer {
             Ok(b) => b,
             Err(e) => return Ok(failed(e)),
         };
-        let header = match source::parse(&key_bytes, true) {
-            Ok(h) => h,
+        let key_stored = match part10::Stored::read(&key_bytes) {
+            Ok(stored) => stored,
             Err(e) => return Ok(failed(e)),
         };
         let study_uid = match first.study_uid.clone() {
             Some(uid) => uid,
             None => return Ok(failed("the source has no Study Instance UID".into())),
         };
-        let root = self.config.results.uid_root.as_ref().map(|r| r.as_str());
-        let uid = |k: u32| self.identity.uid(root, batch.first, k);
-        let findings = self.findings(batch, &uid);
         let sc = NewInstance {
             series_uid: uid(3),
             instance_uid: uid(4),
@@ -251,7 +253,7 @@ impl Writer {
         };
         let key_ref = sources[key_at].reference.clone();
         let report = Report {
-            study: source::study_attributes(&header),
+            study: source::study_attributes(key_stored.attributes()),
             study_uid,
             sources: sources.iter().map(|s| s.reference.clone()).collect(),
             findings,
@@ -270,26 +272,15 @@ impl Writer {
                 modality: "OT".into(),
             }),
         };
-        let map_for = report
-            .findings
-            .iter()
-            .filter(|f| f.score.is_some())
-            .max_by(|a, b| {
-                let margin = |f: &FindingResult| {
-                    f64::from(f.score.unwrap_or(f32::MIN)) - f.threshold.unwrap_or(0.0)
-                };
-                margin(a).total_cmp(&margin(b))
-            })
-            .cloned();
         let text = heatmap::lines(&report.model, &report.findings);
         let drawing = Arc::clone(&self.drawing);
         let picture = tokio::task::spawn_blocking(move || {
             let mut model = drawing.model.lock().expect("model lock");
             heatmap::picture(
-                Some(&key_bytes),
+                Some((&key_stored, key_bytes.as_slice())),
                 drawing.manifest.as_deref(),
                 model.as_mut(),
-                map_for.as_ref(),
+                strongest.as_ref(),
                 &text,
             )
         })
@@ -435,16 +426,20 @@ impl Writer {
 
     /// Which source to show: the slice with the highest score for the
     /// report's strongest finding (the only one for a radiograph).
-    async fn key_slice(&self, batch: &Batch, sources: &[source::Stored]) -> Option<usize> {
+    async fn key_slice(
+        &self,
+        strongest: Option<&str>,
+        sources: &[source::Stored],
+    ) -> Option<usize> {
         if sources.len() <= 1 {
             return (!sources.is_empty()).then_some(0);
         }
-        let manifest = self.drawing.manifest.clone();
-        let strongest = strongest(&batch.decisions);
-        let index = manifest
+        let index = self
+            .drawing
+            .manifest
             .as_deref()
             .zip(strongest)
-            .and_then(|(m, id)| m.finding(&id))
+            .and_then(|(m, id)| m.finding(id))
             .map(|f| f.output_index);
         let uids: Vec<String> = sources
             .iter()
@@ -468,16 +463,15 @@ impl Writer {
     }
 }
 
-/// The finding with the highest score over its threshold.
-fn strongest(decisions: &[Decision]) -> Option<String> {
-    decisions
+/// The finding with the highest score over its threshold: the one whose
+/// map is drawn and whose best slice is shown.
+fn strongest(findings: &[FindingResult]) -> Option<&FindingResult> {
+    let margin =
+        |f: &FindingResult| f64::from(f.score.unwrap_or(f32::MIN)) - f.threshold.unwrap_or(0.0);
+    findings
         .iter()
-        .filter(|d| d.score.is_some() && d.outcome != Outcome::Error)
-        .max_by(|a, b| {
-            let m = |d: &Decision| f64::from(d.score.unwrap_or(0.0)) - d.threshold.unwrap_or(0.0);
-            m(a).total_cmp(&m(b))
-        })
-        .and_then(|d| d.finding.clone())
+        .filter(|f| f.score.is_some() && f.outcome != Outcome::Error)
+        .max_by(|a, b| margin(a).total_cmp(&margin(b)))
 }
 
 /// Each instance's logits as triage stored them.

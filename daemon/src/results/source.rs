@@ -2,8 +2,7 @@
 
 use dicom_core::{DataElement, Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use rusqlite::{params, OptionalExtension};
 
 use crate::spool::Spool;
@@ -62,17 +61,6 @@ pub fn read(spool: &Spool, s: &Stored) -> Result<Vec<u8>, String> {
         .read_dataset_into(s.segment, s.body_offset, 0, s.body_len, &mut buf)
         .map_err(|e| format!("instance {} cannot be read: {e}", s.reference.sop_instance))?;
     Ok(buf)
-}
-
-pub fn parse(bytes: &[u8], until_pixels: bool) -> Result<DefaultDicomObject, String> {
-    let options = OpenFileOptions::new().read_preamble(ReadPreamble::Always);
-    if until_pixels {
-        options.read_until(tags::PIXEL_DATA)
-    } else {
-        options
-    }
-    .from_reader(bytes)
-    .map_err(|e| format!("a stored instance cannot be parsed: {e}"))
 }
 
 /// Patient and study attributes a new instance in the same study copies;

@@ -85,6 +85,14 @@ pub fn open_connection(path: &Path) -> Result<Connection, IndexError> {
     Ok(conn)
 }
 
+/// Whether the index has table `name` (a spool from an older firstlookd, or
+/// one a feature never ran on, lacks some).
+pub fn table_exists(conn: &Connection, name: &str) -> Result<bool, IndexError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+        .exists([name])?)
+}
+
 /// Adds a column that a spool made by an older firstlookd lacks.
 fn add_column(conn: &Connection, table: &str, column: &str, kind: &str) -> Result<(), IndexError> {
     let present: bool = conn

@@ -1,5 +1,74 @@
 //! The Part-10 preamble and file meta information group (PS3.10 §7.1),
-//! built from what the association told us.
+//! built from what the association told us, and the stored instance read
+//! back.
+
+use std::ops::Range;
+
+use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+
+use crate::pixels::{trailing_pixel_data, PixelError, Pixels};
+
+/// A stored instance read for its pixels: the data set up to Pixel Data,
+/// and the whole data set only when the pixel data cannot be read in place
+/// (compressed, or followed by other elements).
+pub struct Stored {
+    header: DefaultDicomObject,
+    whole: Option<DefaultDicomObject>,
+    /// Where the native pixel data sits in the bytes, when read in place.
+    in_place: Option<Range<usize>>,
+}
+
+impl Stored {
+    pub fn read(bytes: &[u8]) -> Result<Stored, String> {
+        let header = parse(bytes, true)?;
+        let in_place = trailing_pixel_data(&header, bytes).map(|data| {
+            let start = bytes.len() - data.len() - data.len() % 2;
+            start..start + data.len()
+        });
+        let whole = match in_place {
+            Some(_) => None,
+            None => Some(parse(bytes, false)?),
+        };
+        Ok(Stored {
+            header,
+            whole,
+            in_place,
+        })
+    }
+
+    /// The data set's attributes (without Pixel Data when read in place).
+    pub fn attributes(&self) -> &DefaultDicomObject {
+        self.whole.as_ref().unwrap_or(&self.header)
+    }
+
+    pub fn has_pixels(&self) -> bool {
+        self.in_place.is_some() || self.attributes().element(tags::PIXEL_DATA).is_ok()
+    }
+
+    /// Frame 0's pixels; `bytes` are the ones [`Stored::read`] was given.
+    pub fn pixels<'a>(&'a self, bytes: &'a [u8]) -> Result<Pixels<'a>, PixelError> {
+        match &self.in_place {
+            Some(range) => Pixels::native(&self.header, &bytes[range.clone()]),
+            None => Pixels::first_frame(self.attributes()),
+        }
+    }
+}
+
+/// A stored instance (preamble, meta, data set) parsed back; with
+/// `until_pixels`, only up to its Pixel Data, whose value the caller reads
+/// in place from `bytes`.
+pub fn parse(bytes: &[u8], until_pixels: bool) -> Result<DefaultDicomObject, String> {
+    let options = OpenFileOptions::new().read_preamble(ReadPreamble::Always);
+    if until_pixels {
+        options.read_until(tags::PIXEL_DATA)
+    } else {
+        options
+    }
+    .from_reader(bytes)
+    .map_err(|e| format!("the stored instance cannot be parsed: {e}"))
+}
 
 /// Our implementation class UID (a 2.25 UUID-derived UID).
 pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.83011187419620442402618651339066719411";
