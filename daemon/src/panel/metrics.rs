@@ -7,7 +7,7 @@ use std::fmt::Write;
 use rusqlite::Connection;
 
 use crate::spool::{table_exists, IndexError};
-use crate::status::StatusReport;
+use crate::status::{DestinationStatus, StatusReport};
 
 /// Upper bounds (seconds) of the decision latency histogram's buckets.
 const LATENCY_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -105,41 +105,32 @@ pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexE
         &[],
         status.disk_available_bytes as f64,
     );
-    o.family(
-        "firstlook_forwarded_total",
-        "counter",
-        "Instances delivered to a destination.",
-    );
-    for d in &status.destinations {
-        o.sample(
+    type PerDestination = fn(&DestinationStatus) -> u64;
+    let per_destination: [(&str, &str, &str, PerDestination); 3] = [
+        (
             "firstlook_forwarded_total",
-            &[("destination", &d.name)],
-            d.delivered as f64,
-        );
-    }
-    o.family(
-        "firstlook_dead_lettered",
-        "gauge",
-        "Instances given up for a destination (dead letters).",
-    );
-    for d in &status.destinations {
-        o.sample(
+            "counter",
+            "Instances delivered to a destination.",
+            |d| d.delivered,
+        ),
+        (
             "firstlook_dead_lettered",
-            &[("destination", &d.name)],
-            d.dead as f64,
-        );
-    }
-    o.family(
-        "firstlook_forward_queue_depth",
-        "gauge",
-        "Instances waiting to be delivered to a destination.",
-    );
-    for d in &status.destinations {
-        o.sample(
+            "gauge",
+            "Instances given up for a destination (dead letters).",
+            |d| d.dead,
+        ),
+        (
             "firstlook_forward_queue_depth",
-            &[("destination", &d.name)],
-            d.pending as f64,
-        );
+            "gauge",
+            "Instances waiting to be delivered to a destination.",
+            |d| d.pending,
+        ),
+    ];
+    for (name, kind, help, value) in per_destination {
+        o.family(name, kind, help);
+        for d in &status.destinations {
+            o.sample(name, &[("destination", &d.name)], value(d) as f64);
+        }
     }
     if let Some(t) = &status.triage {
         o.family(
