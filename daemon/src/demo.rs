@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use firstlook_phantom::{Finding, Kind, StudySpec};
 
-use crate::config::{AeTitle, Config, Destination, DestinationName, PeerAddress};
+use crate::config::{AeTitle, Bounded, Config, Destination, DestinationName, PeerAddress};
 use crate::daemon::Daemon;
 use crate::dimse::{Priority, Status};
 use crate::forward::scu::{ScuOptions, StoreScu};
@@ -57,7 +57,16 @@ fn node_config(
     c.node.ae_title = AeTitle::try_from(ae.to_string()).map_err(anyhow::Error::msg)?;
     c.node.spool_dir = spool.to_path_buf();
     c.node.listen = listen;
+    demo_watermarks(&mut c);
     Ok(c)
+}
+
+/// The demo spools into a temporary folder on whatever disk the host has,
+/// often a shared one well past the appliance's 90 % mark; the appliance's
+/// own spool partition keeps the defaults.
+fn demo_watermarks(c: &mut Config) {
+    c.spool.high_watermark_percent = Bounded::new(98).expect("in range");
+    c.spool.low_watermark_percent = Bounded::new(95).expect("in range");
 }
 
 pub async fn run(once: bool) -> anyhow::Result<()> {
@@ -81,6 +90,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
 
     let mut cfg = Config::embedded_defaults();
     cfg.node.spool_dir = dir.path().join("firstlook");
+    demo_watermarks(&mut cfg);
     cfg.destinations.push(Destination {
         name: DestinationName::try_from("demo-pacs".to_string()).map_err(anyhow::Error::msg)?,
         ae_title: AeTitle::try_from("DEMOPACS".to_string()).map_err(anyhow::Error::msg)?,

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use firstlook::config::Config;
+use firstlook::config::{Bounded, Config};
 use firstlook::daemon::Daemon;
 use firstlook::dimse::Priority;
 use firstlook::forward::scu::{ScuError, ScuOptions, StoreScu};
@@ -32,7 +32,13 @@ enabled = false
 "#,
         spool.display()
     );
-    Config::parse(&text, "test.toml").expect("test config")
+    let mut c = Config::parse(&text, "test.toml").expect("test config");
+    if !extra.contains("watermark") {
+        // These tests are about the spool, not about how full the host's disk is.
+        c.spool.high_watermark_percent = Bounded::new(99).unwrap();
+        c.spool.low_watermark_percent = Bounded::new(98).unwrap();
+    }
+    c
 }
 
 fn ct(seed: u64, n: usize) -> Vec<Instance> {

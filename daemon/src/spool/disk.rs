@@ -8,16 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskUsage {
     pub total_bytes: u64,
+    /// Blocks not free to anyone (`f_blocks - f_bfree`).
+    pub used_bytes: u64,
     pub available_bytes: u64,
 }
 
 impl DiskUsage {
+    /// Used share of what the daemon could ever write, as `df` prints it:
+    /// blocks reserved for root count neither as used nor as available.
     pub fn used_percent(&self) -> f64 {
-        if self.total_bytes == 0 {
+        let usable = self.used_bytes.saturating_add(self.available_bytes);
+        if usable == 0 {
             return 100.0;
         }
-        100.0 * (self.total_bytes - self.available_bytes.min(self.total_bytes)) as f64
-            / self.total_bytes as f64
+        100.0 * self.used_bytes as f64 / usable as f64
     }
 }
 
@@ -26,6 +30,7 @@ pub fn usage(path: &Path) -> std::io::Result<DiskUsage> {
     let frag = st.fragment_size() as u64;
     Ok(DiskUsage {
         total_bytes: st.blocks() as u64 * frag,
+        used_bytes: (st.blocks() as u64).saturating_sub(st.blocks_free() as u64) * frag,
         // f_bavail: what an unprivileged writer may still use.
         available_bytes: st.blocks_available() as u64 * frag,
     })
@@ -116,5 +121,24 @@ mod tests {
     fn reading_a_real_filesystem_works() {
         let u = usage(Path::new(".")).unwrap();
         assert!(u.total_bytes > 0 && u.available_bytes <= u.total_bytes);
+        assert!(u.used_bytes <= u.total_bytes);
+        assert!((0.0..=100.0).contains(&u.used_percent()));
+    }
+
+    #[test]
+    fn root_reserve_counts_as_neither_used_nor_available() {
+        // 100 blocks, 10 reserved for root, 45 used, 45 available: half full, as df says.
+        let u = DiskUsage {
+            total_bytes: 100,
+            used_bytes: 45,
+            available_bytes: 45,
+        };
+        assert_eq!(u.used_percent(), 50.0);
+        let full = DiskUsage {
+            total_bytes: 100,
+            used_bytes: 90,
+            available_bytes: 0,
+        };
+        assert_eq!(full.used_percent(), 100.0);
     }
 }
