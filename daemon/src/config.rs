@@ -39,6 +39,23 @@ pub struct Panel {
     /// Loopback by default: the console's browser runs on the box.
     #[serde(default = "default_panel_listen")]
     pub listen: SocketAddr,
+    /// Who may log in (`firstlook-provision set-password` writes it);
+    /// `panel-users` beside the configuration file when not given.
+    #[serde(default)]
+    pub users_file: Option<PathBuf>,
+    /// A logged-in user who does nothing this long is logged out.
+    #[serde(default = "default_idle_logout")]
+    pub idle_logout_minutes: Bounded<1, 720>,
+    /// PEM certificate chain and private key: the panel speaks HTTPS with
+    /// them, and must have them when it listens beyond loopback.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn default_idle_logout() -> Bounded<1, 720> {
+    Bounded(15)
 }
 
 fn default_panel_listen() -> SocketAddr {
@@ -50,6 +67,10 @@ impl Default for Panel {
         Panel {
             enabled: true,
             listen: default_panel_listen(),
+            users_file: None,
+            idle_logout_minutes: default_idle_logout(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -711,7 +732,28 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Paths in the file are relative to the file's folder; the panel's
+    /// users file defaults to one beside it.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let beside = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
+        };
+        let panel = &mut self.panel;
+        panel.users_file =
+            Some(beside(panel.users_file.as_deref().unwrap_or(Path::new(
+                crate::panel::users::DEFAULT_FILE_NAME,
+            ))));
+        panel.tls_cert = panel.tls_cert.as_deref().map(beside);
+        panel.tls_key = panel.tls_key.as_deref().map(beside);
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
@@ -781,6 +823,28 @@ impl Config {
                     .map(|v| v.span()),
                 "retry_initial_secs is larger than retry_max_secs".into(),
                 "make retry_initial_secs at most retry_max_secs, e.g. 2 and 300",
+            ));
+        }
+        let panel = &self.panel;
+        let panel_places = places.panel.unwrap_or_default();
+        if panel.tls_cert.is_some() != panel.tls_key.is_some() {
+            return Err(at(
+                panel_places
+                    .tls_cert
+                    .or(panel_places.tls_key)
+                    .map(|v| v.span()),
+                "tls_cert and tls_key go together".into(),
+                "give both the certificate chain and its private key (PEM files), or neither",
+            ));
+        }
+        if panel.enabled && !panel.listen.ip().is_loopback() && panel.tls_cert.is_none() {
+            return Err(at(
+                panel_places.listen.map(|v| v.span()),
+                format!(
+                    "the panel would serve patient data unencrypted on {}",
+                    panel.listen
+                ),
+                "set tls_cert and tls_key under [panel] (a provisioned certificate), or listen on 127.0.0.1",
             ));
         }
         for (i, d) in self.destinations.iter().enumerate() {
@@ -874,6 +938,14 @@ struct Places {
     scanners: Vec<ScannerPlaces>,
     #[serde(default)]
     destinations: Vec<DestinationPlaces>,
+    panel: Option<PanelPlaces>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PanelPlaces {
+    listen: Option<toml::Spanned<toml::Value>>,
+    tls_cert: Option<toml::Spanned<toml::Value>>,
+    tls_key: Option<toml::Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

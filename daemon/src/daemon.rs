@@ -93,11 +93,8 @@ impl Daemon {
         let events = inference::events();
         let mut panel_addr = None;
         if config.panel.enabled {
-            let panel = crate::panel::Panel {
-                config: Arc::clone(&config),
-                spool: Arc::clone(&spool),
-                events: events.clone(),
-            };
+            let panel =
+                crate::panel::Panel::new(Arc::clone(&config), Arc::clone(&spool), events.clone());
             if let Some((addr, task)) = crate::panel::start(panel, rx.clone()).await {
                 panel_addr = Some(addr);
                 tasks.push(task);

@@ -47,6 +47,8 @@ fn studies() -> Vec<(&'static str, StudySpec)> {
     ]
 }
 
+const DEMO_USER: &str = "demo";
+
 fn node_config(
     base: Config,
     ae: &str,
@@ -91,6 +93,14 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
     let mut cfg = Config::embedded_defaults();
     cfg.node.spool_dir = dir.path().join("firstlook");
     demo_watermarks(&mut cfg);
+    // A login for this demo only, so the cards can show the (synthetic)
+    // patients and take feedback.
+    let users = dir.path().join(crate::panel::users::DEFAULT_FILE_NAME);
+    let mut secret = [0u8; 6];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    let password = hex::encode(secret);
+    crate::panel::users::set_password(&users, DEMO_USER, &password)?;
+    cfg.panel.users_file = Some(users);
     cfg.destinations.push(Destination {
         name: DestinationName::try_from("demo-pacs".to_string()).map_err(anyhow::Error::msg)?,
         ae_title: AeTitle::try_from("DEMOPACS".to_string()).map_err(anyhow::Error::msg)?,
@@ -113,7 +123,9 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         daemon.listen_addr, sink.listen_addr
     );
     match daemon.panel_addr {
-        Some(addr) => println!("panel: open http://{addr}/ (live alerts; /metrics, /healthz)"),
+        Some(addr) => println!(
+            "panel: open http://{addr}/ (live alerts; /metrics, /healthz); log in as {DEMO_USER} / {password} (this demo only)"
+        ),
         None => println!("panel: not available (its port is busy; see the log)"),
     }
     let alerts = tokio::spawn(print_decisions(daemon.subscribe_decisions()));

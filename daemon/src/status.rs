@@ -41,6 +41,8 @@ pub struct StatusReport {
     pub results: u64,
     pub spool_bytes: u64,
     pub disk_total_bytes: u64,
+    #[serde(default)]
+    pub disk_used_bytes: u64,
     pub disk_available_bytes: u64,
     pub destinations: Vec<DestinationStatus>,
     pub dead_letters: Vec<DeadLetter>,
@@ -183,6 +185,7 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
         results: results as u64,
         spool_bytes: spool_bytes as u64,
         disk_total_bytes: disk.total_bytes,
+        disk_used_bytes: disk.used_bytes,
         disk_available_bytes: disk.available_bytes,
         destinations,
         dead_letters,

@@ -1,9 +1,10 @@
 //! firstlook-provision: the field engineer's tool. It checks a site
-//! configuration before it is installed on a box, and makes, signs and
-//! verifies model bundles.
+//! configuration before it is installed on a box, makes, signs and
+//! verifies model bundles, and sets the panel's passwords.
 #![forbid(unsafe_code)]
 
 mod bundle_cmd;
+mod password_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ enum Command {
         #[command(subcommand)]
         action: BundleAction,
     },
+    /// Set a technologist panel user's password (argon2id, in the users
+    /// file beside the site configuration).
+    SetPassword(password_cmd::SetPassword),
 }
 
 #[derive(Subcommand)]
@@ -63,5 +67,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Bundle { action } => bundle_cmd::run(action),
+        Command::SetPassword(a) => password_cmd::run(a),
     }
 }

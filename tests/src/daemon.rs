@@ -49,6 +49,8 @@ pub struct DaemonConfig {
     /// Lines of the `[results]` table: shadow unless a test asks (results
     /// stay on the box, so destinations see only what scanners sent).
     pub results: String,
+    /// More lines of the `[panel]` table (after `listen`).
+    pub panel: String,
     /// Environment variables for the daemon process.
     pub env: Vec<(String, String)>,
 }
@@ -69,6 +71,7 @@ impl DaemonConfig {
             low_watermark_percent: 95,
             triage: String::new(),
             results: "mode = \"shadow\"\n".into(),
+            panel: String::new(),
             env: Vec::new(),
         }
     }
@@ -149,8 +152,8 @@ impl DaemonConfig {
         }
         s.push_str(&format!("\n[results]\n{}", self.results));
         s.push_str(&format!(
-            "\n[panel]\nlisten = \"127.0.0.1:{}\"\n",
-            self.panel_port
+            "\n[panel]\nlisten = \"127.0.0.1:{}\"\n{}",
+            self.panel_port, self.panel
         ));
         s
     }
@@ -260,6 +263,33 @@ impl Daemon {
                 )
             })
             .expect("annotate log");
+    }
+
+    /// `http://127.0.0.1:PORT`, the panel's address.
+    pub fn panel_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.panel_port)
+    }
+
+    /// `firstlook-provision set-password --config FILE USER`, as a field
+    /// engineer sets it (the daemon reads it at the next login).
+    pub fn set_panel_password(&self, user: &str, password: &str) {
+        use std::io::Write;
+        let mut child = Command::new(crate::paths::release_bin("firstlook-provision"))
+            .args(["set-password", "--password-stdin", "--config"])
+            .arg(&self.config_path)
+            .arg(user)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("firstlook-provision");
+        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("password");
+        let out = child.wait_with_output().expect("set-password");
+        assert!(
+            out.status.success(),
+            "set-password failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts the daemon again with the same configuration and spool.

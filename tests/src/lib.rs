@@ -6,14 +6,17 @@
 //! panicking, the guards print the tail of each process's log so the failure
 //! carries its context.
 
+mod browser;
 mod daemon;
 mod dicom;
+pub mod metrics;
 mod paths;
 mod peers;
 mod process;
 mod scanners;
 mod wait;
 
+pub use browser::{browser_dir, Browser};
 pub use daemon::{
     Daemon, DaemonConfig, DeadLetter, DestinationConfig, DestinationStatus, Status, StatusExt,
 };
@@ -28,8 +31,8 @@ pub use paths::{
 pub use peers::{Orthanc, PyPacs, StoreScp};
 pub use process::{last_lines, python, run_cmd, tail, tool, CmdOutput, Proc};
 pub use scanners::{
-    probe_association, pynetdicom_send, raw_dimse, storescu, storescu_successes, Probe, RawResult,
-    RawStep,
+    epoch_ms, probe_association, pynetdicom_send, raw_dimse, storescu, storescu_successes,
+    storescu_timed, Probe, RawResult, RawStep,
 };
 pub use wait::wait_until;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::paths::free_port;
-use crate::process::{python, run_cmd, tool, CmdOutput};
+use crate::process::{last_lines, python, run_cmd, tool, CmdOutput};
 use crate::{NODE_AE, STORESCU};
 
 /// Sends with DCMTK `storescu -v` from calling AE `calling`; returns the output
@@ -155,4 +155,64 @@ pub fn probe_association(port: u16, calling: &str, called: &str) -> Probe {
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("assoc_probe.py printed no result:\n{out}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("assoc_probe.py: {e}:\n{out}"))
+}
+
+/// When each C-STORE response arrived (ms since the epoch), read from
+/// storescu's `-v` log as it is written; panics unless all succeeded.
+pub fn storescu_timed(port: u16, calling: &str, files: &[&Path]) -> Vec<u64> {
+    use std::io::BufRead;
+    let mut child = tool(STORESCU)
+        .args(["-v", "-aet", calling, "-aec", NODE_AE])
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .args(files)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("storescu");
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|r| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send((epoch_ms(), line));
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let mut log = String::new();
+    let mut times = Vec::new();
+    for (at, line) in rx.iter() {
+        if line.contains("Received Store Response (Success)") {
+            times.push(at);
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child.wait().expect("storescu exit");
+    assert!(
+        status.success() && times.len() == files.len(),
+        "storescu stored {} of {}:\n{}",
+        times.len(),
+        files.len(),
+        last_lines(&log, 40)
+    );
+    times
+}
+
+/// Now, in ms since the epoch (the browser's `Date.now()` clock).
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
 }

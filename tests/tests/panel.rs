@@ -97,22 +97,11 @@ fn health_and_metrics_report_the_box_and_parse_as_prometheus_text() {
         metrics.stdout.contains("text/plain; version=0.0.4"),
         "{metrics}"
     );
-    let text = metrics.stdout.split("\r\n\r\n").nth(1).unwrap().to_string();
+    let (parsed, text) = firstlook_e2e::metrics::scrape(daemon.panel_port);
     assert_no_phi("/metrics", &text, &files);
-    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"));
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
-        let s = parsed
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"));
-        match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: {other:?}"),
-        }
+        firstlook_e2e::metrics::sample(&parsed, name, labels)
+            .unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"))
     };
     assert_eq!(value("firstlook_instances_received_total", &[]), 2.0);
     assert_eq!(
@@ -243,4 +232,254 @@ fn the_feed_pushes_decisions_and_resumes_from_last_event_id_across_a_restart() {
     assert!(page.stdout.contains("not for clinical use"), "{page}");
     daemon.wait_settled(3, SETTLE);
     assert_eq!(pacs.received().len(), 3);
+}
+
+/// curl with a cookie jar, returning status line, headers and body.
+fn http(url: &str, jar: &std::path::Path, args: &[&str]) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-i", "--max-time", "15", "-b"])
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .args(args)
+        .arg(url);
+    let out = run_cmd(&mut cmd, Duration::from_secs(45));
+    let code = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status from {url}: {out}"));
+    (code, out.stdout)
+}
+
+fn json_post<'a>(body: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        body,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+const USER: &str = "tech1";
+const PASSWORD: &str = "correct horse battery";
+
+#[test]
+fn every_route_with_patient_data_needs_a_login_and_posts_need_the_csrf_token() {
+    let dir = scratch("panel-auth");
+    let cfg = DaemonConfig::new()
+        .scanner("SCANNER", &["127.0.0.1"])
+        .triage("engine = \"tract\"");
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    daemon.set_panel_password(USER, PASSWORD);
+    let files = phantom(
+        &StudySpec::new(Kind::Cr, 104).with_finding(Finding::Pneumothorax),
+        &dir.path().join("cr"),
+    );
+    let out = storescu(daemon.port, "SCANNER", &[], &[files[0].path.as_path()]);
+    assert!(out.status.success(), "{out}");
+    daemon.wait_decided(1, SETTLE);
+    let base = daemon.panel_url();
+    let anon = dir.path().join("anon.jar");
+    let feedback = r#"{"action":"acknowledged"}"#;
+
+    // Route by route, without a session: refused, and nothing about the patient.
+    let get_routes = [
+        "/api/alerts/1",
+        "/api/alerts/1/thumbnail.png",
+        "/api/history",
+        "/api/session",
+    ];
+    for route in get_routes {
+        let (code, text) = http(&format!("{base}{route}"), &anon, &[]);
+        assert_eq!(code, 401, "GET {route} without a login:\n{text}");
+        assert_no_phi(route, &text, &files);
+    }
+    for route in ["/api/alerts/1/feedback", "/api/logout"] {
+        let (code, text) = http(&format!("{base}{route}"), &anon, &json_post(feedback, &[]));
+        assert_eq!(code, 401, "POST {route} without a login:\n{text}");
+    }
+    // What is open carries no patient data.
+    for route in ["/", "/api/status", "/healthz", "/metrics"] {
+        let (code, text) = http(&format!("{base}{route}"), &anon, &[]);
+        assert_eq!(code, 200, "GET {route}:\n{text}");
+        assert_no_phi(route, &text, &files);
+    }
+    let (_, events) = http(&format!("{base}/events"), &anon, &["--max-time", "2"]);
+    assert_no_phi("/events", &events, &files);
+
+    // A wrong password, a login from another site, then the right one.
+    let jar = dir.path().join("tech.jar");
+    let login = format!(r#"{{"user":"{USER}","password":"{PASSWORD}"}}"#);
+    let (code, _) = http(
+        &format!("{base}/api/login"),
+        &jar,
+        &json_post(r#"{"user":"tech1","password":"guess"}"#, &[]),
+    );
+    assert_eq!(code, 401);
+    let (code, _) = http(
+        &format!("{base}/api/login"),
+        &jar,
+        &json_post(&login, &["-H", "Origin: http://elsewhere.example"]),
+    );
+    assert_eq!(code, 403, "a cross-site login is refused");
+    let (code, text) = http(&format!("{base}/api/login"), &jar, &json_post(&login, &[]));
+    assert_eq!(code, 200, "{text}");
+    let cookie = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no session cookie:\n{text}"));
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP on loopback: {cookie}"
+    );
+    let session: serde_json::Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let csrf = session["csrf"].as_str().unwrap().to_string();
+
+    // Logged in: the patient is there.
+    let (code, text) = http(&format!("{base}/api/alerts/1"), &jar, &[]);
+    assert_eq!(code, 200, "{text}");
+    let name = dicom_object::open_file(&files[0].path)
+        .unwrap()
+        .element(dicom_object::Tag(0x0010, 0x0020))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        text.contains(&name),
+        "the patient ID for a logged-in user:\n{text}"
+    );
+    assert!(text.contains("no-store"), "{text}");
+    let (code, text) = http(&format!("{base}/api/history"), &jar, &[]);
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains(&name));
+
+    // The CR's one heatmap belongs to its strongest finding's card only.
+    let thumbnails = wait_until(SETTLE, "both decisions' thumbnails answered", |last| {
+        let codes: Vec<u16> = (1..=2)
+            .map(|id| http(&format!("{base}/api/alerts/{id}/thumbnail.png"), &jar, &[]).0)
+            .collect();
+        *last = format!("{codes:?}");
+        (!codes.contains(&404)).then_some(codes)
+    });
+    let mut sorted = thumbnails.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![200, 204], "{thumbnails:?}");
+    let urgent = 1 + thumbnails.iter().position(|&c| c == 200).unwrap();
+    let png = dir.path().join("thumb.png");
+    let out = run_cmd(
+        Command::new("curl")
+            .args(["-s", "--max-time", "10", "-b"])
+            .arg(&jar)
+            .arg("-o")
+            .arg(&png)
+            .arg(format!("{base}/api/alerts/{urgent}/thumbnail.png")),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG image");
+
+    // A POST without the CSRF token, or with another, is refused.
+    let url = format!("{base}/api/alerts/1/feedback");
+    let (code, _) = http(&url, &jar, &json_post(feedback, &[]));
+    assert_eq!(code, 403);
+    let (code, _) = http(
+        &url,
+        &jar,
+        &json_post(feedback, &["-H", "x-csrf-token: 00"]),
+    );
+    assert_eq!(code, 403);
+    let with_token = format!("x-csrf-token: {csrf}");
+    let (code, text) = http(
+        &url,
+        &jar,
+        &json_post(r#"{"action":"dismissed"}"#, &["-H", &with_token]),
+    );
+    assert_eq!(code, 422, "a dismissal without a reason:\n{text}");
+    let (code, text) = http(&url, &jar, &json_post(feedback, &["-H", &with_token]));
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains(&format!("\"user\":\"{USER}\"")), "{text}");
+    let (code, _) = http(
+        &format!("{base}/api/alerts/999999/feedback"),
+        &jar,
+        &json_post(feedback, &["-H", &with_token]),
+    );
+    assert_eq!(code, 404);
+
+    // Logged out, the same cookie opens nothing.
+    let (code, _) = http(
+        &format!("{base}/api/logout"),
+        &jar,
+        &json_post("{}", &["-H", &with_token]),
+    );
+    assert_eq!(code, 204);
+    let (code, _) = http(&format!("{base}/api/alerts/1"), &jar, &[]);
+    assert_eq!(code, 401);
+}
+
+#[test]
+fn beyond_loopback_the_panel_speaks_tls_with_the_provisioned_certificate() {
+    let dir = scratch("panel-tls");
+    let (cert, key) = (dir.path().join("panel.crt"), dir.path().join("panel.key"));
+    let out = run_cmd(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out}");
+    let mut cfg = DaemonConfig::new().scanner("SCANNER", &["127.0.0.1"]);
+    cfg.panel = "tls_cert = \"panel.crt\"\ntls_key = \"panel.key\"\n".into();
+    let daemon = Daemon::start(dir.path(), &cfg);
+    daemon.set_panel_password(USER, PASSWORD);
+    let base = format!("https://127.0.0.1:{}", daemon.panel_port);
+    let jar = dir.path().join("jar");
+    let ca = cert.to_str().unwrap();
+    let (code, text) = http(&format!("{base}/healthz"), &jar, &["--cacert", ca]);
+    assert_eq!(code, 200, "{text}");
+    let login = format!(r#"{{"user":"{USER}","password":"{PASSWORD}"}}"#);
+    let mut args = json_post(&login, &[]);
+    args.extend(["--cacert", ca]);
+    let (code, text) = http(&format!("{base}/api/login"), &jar, &args);
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("set-cookie:") && l.contains("; Secure")),
+        "the session cookie is Secure under TLS:\n{text}"
+    );
+    // Plain HTTP on the TLS port gets nothing.
+    let plain = run_cmd(
+        Command::new("curl").args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{}/healthz", daemon.panel_port),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!plain.stdout.contains("\"ready\""), "{plain}");
 }

@@ -179,3 +179,42 @@ fn unknown_engine_lists_the_choices() {
     );
     assert!(msg.contains("use one of the values"), "{msg}");
 }
+
+#[test]
+fn a_panel_beyond_loopback_needs_tls() {
+    let text = format!("{GOOD}\n[panel]\nlisten = \"0.0.0.0:8443\"\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 18);
+    assert!(msg.contains("unencrypted"), "{msg}");
+    let text = format!("{GOOD}\n[panel]\nlisten = \"0.0.0.0:8443\"\ntls_cert = \"panel.crt\"\n");
+    let (_, _, msg) = error_of(&text);
+    assert!(msg.contains("go together"), "{msg}");
+    let text = format!(
+        "{GOOD}\n[panel]\nlisten = \"0.0.0.0:8443\"\ntls_cert = \"panel.crt\"\ntls_key = \"panel.key\"\n"
+    );
+    assert!(Config::parse(&text, "t.toml").is_ok());
+}
+
+#[test]
+fn panel_paths_are_relative_to_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("firstlook.toml");
+    std::fs::write(
+        &file,
+        format!("{GOOD}\n[panel]\ntls_cert = \"tls/panel.crt\"\ntls_key = \"/etc/k.pem\"\n"),
+    )
+    .unwrap();
+    let c = Config::load(&file).unwrap();
+    assert_eq!(
+        c.panel.users_file.as_deref(),
+        Some(dir.path().join("panel-users").as_path())
+    );
+    assert_eq!(
+        c.panel.tls_cert.as_deref(),
+        Some(dir.path().join("tls/panel.crt").as_path())
+    );
+    assert_eq!(
+        c.panel.tls_key.as_deref(),
+        Some(std::path::Path::new("/etc/k.pem"))
+    );
+}

@@ -33,6 +33,7 @@ pub fn from_index(p: &Pending) -> InstanceFacts {
         instance_number: p.instance_number,
         frames: 1,
         received_at_ms: p.received_at_ms,
+        calling_ae: p.calling_ae.clone(),
         ..Default::default()
     }
 }

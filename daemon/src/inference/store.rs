@@ -71,6 +71,7 @@ pub struct Pending {
     pub body_offset: u64,
     pub body_len: u64,
     pub received_at_ms: i64,
+    pub calling_ae: String,
 }
 
 /// Instances after `after` without a triage result, oldest first; never
@@ -79,7 +80,7 @@ pub fn pending(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Pendin
     let mut stmt = conn.prepare_cached(
         "SELECT i.id, i.sop_instance_uid, i.sop_class_uid, i.transfer_syntax_uid, i.study_uid,
                 i.series_uid, i.modality, i.instance_number, i.segment, i.body_offset, i.body_len,
-                i.received_at
+                i.received_at, i.calling_ae
          FROM instances i
          WHERE i.id > ?1 AND i.superseded = 0 AND i.calling_ae != ?3
            AND NOT EXISTS (SELECT 1 FROM triage_results t WHERE t.instance_id = i.id)
@@ -100,6 +101,7 @@ pub fn pending(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Pendin
             body_offset: r.get::<_, i64>(9)? as u64,
             body_len: r.get::<_, i64>(10)? as u64,
             received_at_ms: r.get(11)?,
+            calling_ae: r.get(12)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

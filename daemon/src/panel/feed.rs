@@ -16,6 +16,8 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::triage::Decision;
 
+use super::store::{Action, DismissReason, Feedback};
+
 use super::Panel;
 
 /// What the feed says about a decision.
@@ -26,6 +28,7 @@ pub struct Alert<'a> {
     pub finding_display: Option<&'a str>,
     pub outcome: &'a str,
     pub modality: &'a str,
+    pub scanner: &'a str,
     pub score: Option<f32>,
     pub threshold: Option<f64>,
     pub operating_point: Option<&'a str>,
@@ -37,16 +40,39 @@ pub struct Alert<'a> {
     pub model_version: &'a str,
     pub engine: &'a str,
     pub clinical_use: bool,
+    /// The latest acknowledgement or dismissal, without its comment (free
+    /// text may name the patient).
+    pub feedback: Option<FeedbackState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedbackState {
+    pub decision: i64,
+    pub action: Action,
+    pub reason: Option<DismissReason>,
+    pub at_ms: i64,
+}
+
+impl From<&Feedback> for FeedbackState {
+    fn from(f: &Feedback) -> Self {
+        FeedbackState {
+            decision: f.decision,
+            action: f.action,
+            reason: f.reason,
+            at_ms: f.at_ms,
+        }
+    }
 }
 
 impl<'a> Alert<'a> {
-    pub fn of(id: i64, d: &'a Decision) -> Alert<'a> {
+    pub fn of(id: i64, d: &'a Decision, feedback: Option<&Feedback>) -> Alert<'a> {
         Alert {
             id,
             finding: d.finding.as_deref(),
             finding_display: d.finding_display.as_deref(),
             outcome: d.outcome.as_str(),
             modality: &d.modality,
+            scanner: &d.scanner,
             score: d.score,
             threshold: d.threshold,
             operating_point: d.operating_point.as_deref(),
@@ -58,16 +84,24 @@ impl<'a> Alert<'a> {
             model_version: &d.model.version,
             engine: &d.model.engine,
             clinical_use: d.model.clinical_use,
+            feedback: feedback.map(FeedbackState::from),
         }
     }
 }
 
-fn event(id: i64, d: &Decision) -> Event {
-    let json = serde_json::to_string(&Alert::of(id, d)).expect("an alert serialises");
+fn event(id: i64, d: &Decision, f: Option<&Feedback>) -> Event {
+    let json = serde_json::to_string(&Alert::of(id, d, f)).expect("an alert serialises");
     Event::default()
         .id(id.to_string())
         .event("decision")
         .data(json)
+}
+
+/// Feedback has no id of its own: the browser's Last-Event-ID stays the
+/// last decision's, and a replayed decision carries its latest feedback.
+fn feedback_event(f: &Feedback) -> Event {
+    let json = serde_json::to_string(&FeedbackState::from(f)).expect("feedback serialises");
+    Event::default().event("feedback").data(json)
 }
 
 /// Decisions when nothing was seen yet: the newest few, for context.
@@ -83,17 +117,23 @@ pub async fn handler(
         .and_then(|v| v.trim().parse::<i64>().ok());
     // Subscribe before reading the log, so nothing falls between the two.
     let live = panel.events.subscribe();
-    let missed = panel
+    let feedback = panel.feedback.subscribe();
+    let (missed, said) = panel
         .spool
         .index()
-        .call(move |c| super::store::decisions_after(c, last_seen, FIRST_LOOK))
+        .call(move |c| {
+            let missed = super::store::decisions_after(c, last_seen, FIRST_LOOK)?;
+            let ids: Vec<i64> = missed.iter().map(|(id, _)| *id).collect();
+            let said = super::store::latest_feedback(c, &ids).unwrap_or_default();
+            Ok((missed, said))
+        })
         .await
         .unwrap_or_default();
     let replayed_to = missed.last().map(|(id, _)| *id).or(last_seen).unwrap_or(0);
     let replay = stream::iter(
         missed
             .into_iter()
-            .map(|(id, d)| Ok::<_, Infallible>(event(id, &d))),
+            .map(move |(id, d)| Ok::<_, Infallible>(event(id, &d, said.get(&id)))),
     );
     // A subscriber that falls too far behind ends its stream: the browser
     // reconnects with Last-Event-ID and the log fills the gap.
@@ -101,9 +141,19 @@ pub async fn handler(
         .take_while(|r| std::future::ready(r.is_ok()))
         .filter_map(move |r| {
             std::future::ready(match r {
-                Ok(ev) if ev.id > replayed_to => Some(Ok(event(ev.id, &ev.decision))),
+                Ok(ev) if ev.id > replayed_to => Some(Ok(event(ev.id, &ev.decision, None))),
                 _ => None,
             })
         });
+    let feedback = BroadcastStream::new(feedback)
+        .filter_map(|r| std::future::ready(r.ok().map(|f| Some(Ok(feedback_event(&f))))));
+    // The merged stream ends when the decisions do (so the browser resumes
+    // from the log), however much feedback is still to come.
+    let live = stream::select(
+        live.map(Some).chain(stream::once(std::future::ready(None))),
+        feedback,
+    )
+    .take_while(|e| std::future::ready(e.is_some()))
+    .filter_map(std::future::ready);
     Sse::new(replay.chain(live)).keep_alive(KeepAlive::default())
 }

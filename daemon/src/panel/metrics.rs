@@ -240,6 +240,20 @@ pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexE
             "SELECT state, count(*) FROM hl7_outbox GROUP BY 1 ORDER BY 1",
         )?;
     }
+    if table_exists(conn, "feedback")? {
+        o.family(
+            "firstlook_feedback_total",
+            "counter",
+            "Technologists' feedback on decisions per finding, action (acknowledged, dismissed) and dismissal reason.",
+        );
+        o.grouped(
+            conn,
+            "firstlook_feedback_total",
+            &["finding", "action", "reason"],
+            "SELECT coalesce(finding, ''), action, coalesce(reason, ''), count(*) FROM feedback
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )?;
+    }
     Ok(o.0)
 }
 

@@ -3,20 +3,28 @@
 //! `/healthz` and `/metrics`. Binds to loopback unless configured otherwise.
 //! Nothing it serves without a login carries patient data.
 
+mod api;
+mod auth;
 mod feed;
 mod metrics;
 mod store;
+mod thumbnail;
+mod tls;
+pub mod users;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -25,12 +33,32 @@ use crate::spool::Spool;
 use crate::status::{self, StatusReport};
 
 pub use feed::Alert;
+pub use store::{Action, DismissReason, Feedback};
 
 /// What every handler shares.
 pub struct Panel {
-    pub config: Arc<Config>,
-    pub spool: Arc<Spool>,
-    pub events: Events,
+    config: Arc<Config>,
+    spool: Arc<Spool>,
+    events: Events,
+    auth: auth::Auth,
+    feedback: broadcast::Sender<Feedback>,
+    /// Patient details by study, read once from the spool.
+    patients: Mutex<HashMap<String, api::Patient>>,
+}
+
+impl Panel {
+    pub fn new(config: Arc<Config>, spool: Arc<Spool>, events: Events) -> Panel {
+        let idle = Duration::from_secs(config.panel.idle_logout_minutes.get() * 60);
+        let secure = config.panel.tls_cert.is_some();
+        Panel {
+            config,
+            spool,
+            events,
+            auth: auth::Auth::new(idle, secure),
+            feedback: broadcast::channel(256).0,
+            patients: Mutex::default(),
+        }
+    }
 }
 
 pub fn router(panel: Arc<Panel>) -> Router {
@@ -39,7 +67,33 @@ pub fn router(panel: Arc<Panel>) -> Router {
         .route("/events", get(feed::handler))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/api/status", get(api::status))
+        .route("/api/login", post(auth::login))
+        .route("/api/logout", post(auth::logout))
+        .route("/api/session", get(auth::session))
+        .route("/api/history", get(api::history))
+        .route("/api/alerts/{id}", get(api::alert))
+        .route("/api/alerts/{id}/thumbnail.png", get(api::thumbnail))
+        .route("/api/alerts/{id}/feedback", post(api::feedback))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(panel)
+}
+
+/// Nothing the panel serves may linger in a shared browser's cache, and
+/// no page of it may be framed by another.
+async fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(header::HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 /// Binds the panel's port and serves until shutdown. A port that cannot
@@ -49,24 +103,65 @@ pub async fn start(
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<(SocketAddr, JoinHandle<()>)> {
     let addr = panel.config.panel.listen;
+    let cannot = |e: &dyn std::fmt::Display| {
+        tracing::error!(message = "the panel cannot listen; images are still received and forwarded", %addr, error = %e);
+    };
+    let tls = match (&panel.config.panel.tls_cert, &panel.config.panel.tls_key) {
+        (Some(cert), Some(key)) => match tls::acceptor(cert, key) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                cannot(&e);
+                return None;
+            }
+        },
+        _ => None,
+    };
+    if let Err(e) = panel.spool.index().call(store::init).await {
+        cannot(&e);
+        return None;
+    }
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(message = "the panel cannot listen; images are still received and forwarded", %addr, error = %e);
+            cannot(&e);
             return None;
         }
     };
     let bound = listener.local_addr().ok()?;
-    let app = router(Arc::new(panel));
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(message = "the panel stopped", error = %e);
+    let app = router(Arc::new(panel)).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let task = match tls {
+        Some(acceptor) => {
+            let listener = match tls::TlsListener::new(listener, acceptor) {
+                Ok(l) => l,
+                Err(e) => {
+                    cannot(&e);
+                    return None;
+                }
+            };
+            let serve = axum::serve(listener.tap_io(|_| {}), app).with_graceful_shutdown(stop);
+            tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(message = "the panel stopped", error = %e);
+                }
+            })
         }
-    });
-    tracing::info!(message = "panel listening", url = %format!("http://{bound}/"));
+        None => {
+            let listener = listener.tap_io(|s| {
+                let _ = s.set_nodelay(true);
+            });
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stop);
+            tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(message = "the panel stopped", error = %e);
+                }
+            })
+        }
+    };
+    tracing::info!(message = "panel listening", url = %format!("{scheme}://{bound}/"));
     Some((bound, task))
 }
 

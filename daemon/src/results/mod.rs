@@ -16,7 +16,7 @@ mod mllp;
 mod render;
 mod report;
 pub mod sc;
-mod source;
+pub(crate) mod source;
 pub mod sr;
 mod store;
 
@@ -466,11 +466,25 @@ impl Writer {
 /// The finding with the highest score over its threshold: the one whose
 /// map is drawn and whose best slice is shown.
 fn strongest(findings: &[FindingResult]) -> Option<&FindingResult> {
-    let margin =
-        |f: &FindingResult| f64::from(f.score.unwrap_or(f32::MIN)) - f.threshold.unwrap_or(0.0);
-    findings
+    strongest_by(findings, |f| (f.score, f.threshold, f.outcome))
+}
+
+/// The finding a report's heatmap shows: the scored one furthest above (or
+/// least below) its operating point.
+pub fn strongest_by<T>(
+    items: &[T],
+    of: impl Fn(&T) -> (Option<f32>, Option<f64>, Outcome),
+) -> Option<&T> {
+    let margin = |t: &T| {
+        let (score, threshold, _) = of(t);
+        f64::from(score.unwrap_or(f32::MIN)) - threshold.unwrap_or(0.0)
+    };
+    items
         .iter()
-        .filter(|f| f.score.is_some() && f.outcome != Outcome::Error)
+        .filter(|t| {
+            let (score, _, outcome) = of(t);
+            score.is_some() && outcome != Outcome::Error
+        })
         .max_by(|a, b| margin(a).total_cmp(&margin(b)))
 }
 

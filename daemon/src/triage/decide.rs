@@ -55,6 +55,9 @@ pub struct Decision {
     pub study_uid: Option<String>,
     pub series_uid: Option<String>,
     pub modality: String,
+    /// The calling AE title of the scanner that sent the first input.
+    #[serde(default)]
+    pub scanner: String,
     /// `None` only when no model could be loaded at all.
     pub finding: Option<String>,
     pub finding_display: Option<String>,
@@ -247,6 +250,7 @@ fn base(unit: &Unit, model: &ModelInfo, now_ms: i64) -> Decision {
         study_uid: first.and_then(|f| f.study_uid.clone()),
         series_uid: first.and_then(|f| f.series_uid.clone()),
         modality: unit.modality().to_owned(),
+        scanner: first.map(|f| f.calling_ae.clone()).unwrap_or_default(),
         finding: None,
         finding_display: None,
         outcome: Outcome::Error,

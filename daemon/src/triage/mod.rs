@@ -42,6 +42,9 @@ pub struct InstanceFacts {
     pub images_in_acquisition: Option<u32>,
     /// When the C-STORE was committed, ms since the epoch.
     pub received_at_ms: i64,
+    /// Who sent it (the association's calling AE title).
+    #[serde(default)]
+    pub calling_ae: String,
 }
 
 impl InstanceFacts {
