@@ -73,8 +73,9 @@ def ort_dylib():
     return sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0]
 
 
-def write_config(path, port, spool, destinations=(), triage=None):
-    """`triage`: None turns triage off (the spine alone); else a dict of [triage] keys."""
+def write_config(path, port, spool, destinations=(), triage=None, panel_port=None):
+    """`triage`: None turns triage off (the spine alone); else a dict of [triage] keys.
+    `panel_port`: None turns the panel off."""
     lines = [
         "[node]", 'ae_title = "FIRSTLOOK"', f'listen = "127.0.0.1:{port}"', f'spool_dir = "{spool}"',
         "[forward]", "retry_initial_secs = 1", "retry_max_secs = 2",
@@ -87,7 +88,7 @@ def write_config(path, port, spool, destinations=(), triage=None):
     else:
         lines += [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}"
                   for k, v in triage.items()]
-    lines += ["[panel]", "enabled = false"]
+    lines += ["[panel]", f'listen = "127.0.0.1:{panel_port}"' if panel_port else "enabled = false"]
     lines += ["[[scanners]]", 'ae_title = "*"', 'hosts = ["127.0.0.1"]']
     for name, aet, addr in destinations:
         lines += ["[[destinations]]", f'name = "{name}"', f'ae_title = "{aet}"', f'address = "{addr}"']
@@ -96,11 +97,11 @@ def write_config(path, port, spool, destinations=(), triage=None):
 
 
 class Daemon:
-    def __init__(self, work, destinations=(), triage=None, env=None):
+    def __init__(self, work, destinations=(), triage=None, env=None, panel_port=None):
         self.port = free_port()
         self.spool = os.path.join(work, "spool")
-        cfg = os.path.join(work, "firstlookd.toml")
-        write_config(cfg, self.port, self.spool, destinations, triage)
+        self.config = cfg = os.path.join(work, "firstlookd.toml")
+        write_config(cfg, self.port, self.spool, destinations, triage, panel_port)
         self.log = open(os.path.join(work, "firstlookd.log"), "w")
         self.proc = subprocess.Popen([FIRSTLOOKD, "--config", cfg, "run"],
                                      env={**ENV, "FIRSTLOOK_LOG": "warn", **(env or {})},
@@ -256,3 +257,46 @@ def percentile(xs, p):
     i = int(pos)
     j = min(i + 1, len(xs) - 1)
     return xs[i] + (xs[j] - xs[i]) * (pos - i)
+
+
+class Browser:
+    """Headless Debian chromium through tests/browser/driver.mjs (playwright-core)."""
+
+    def __init__(self):
+        import json
+        self._json = json
+        d = os.path.join(ROOT, "tests", "browser")
+        if not os.path.isdir(os.path.join(d, "node_modules", "playwright-core")):
+            sys.exit("playwright-core missing: run scripts/install-test-deps")
+        self.proc = subprocess.Popen(["node", os.path.join(d, "driver.mjs")], cwd=d, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def cmd(self, **c):
+        self.proc.stdin.write(self._json.dumps(c) + "\n")
+        self.proc.stdin.flush()
+        a = self._json.loads(self.proc.stdout.readline())
+        if not a["ok"]:
+            raise RuntimeError(f"browser: {c['cmd']}: {a['error']}")
+        return a["value"]
+
+    def close(self):
+        try:
+            self.cmd(cmd="quit")
+        except Exception:  # noqa: BLE001 - it exits on quit
+            pass
+        self.proc.wait(10)
+
+
+def storescu_response_ms(port, files, aet="FIRSTLOOK"):
+    """One association; the wall-clock time (ms since the epoch, the
+    browser's Date.now() clock) each C-STORE response arrived, read from
+    storescu's -v log as it is written."""
+    p = subprocess.Popen([STORESCU, "-v", "-aec", aet, "127.0.0.1", str(port)] + files, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    times = []
+    for line in p.stdout:
+        if "Received Store Response (Success)" in line:
+            times.append(time.time() * 1000.0)
+    if p.wait() != 0 or len(times) != len(files):
+        raise RuntimeError(f"storescu stored {len(times)} of {len(files)}")
+    return times

@@ -301,3 +301,114 @@ fn a_wrong_password_is_refused_then_the_address_must_wait() {
     );
     b.screenshot(&screenshots().join("panel-login-refused.png"), None);
 }
+
+/// The outcome, the first line and the colours of the first card of `class`.
+fn card_look(b: &mut Browser, class: &str) -> Value {
+    let f = "cls => { const c = document.querySelector('.card.' + cls);
+                      if (!c || !c.dataset.shownAt) return null;
+                      const s = getComputedStyle(c);
+                      return [c.querySelector('.what').innerText, c.querySelector('.meta').innerText,
+                              s.borderLeftColor, s.backgroundColor]; }";
+    match b.try_cmd(json!({"cmd": "wait_function", "expression": f, "arg": class,
+                           "timeout_ms": CARD.as_millis() as u64}))
+    {
+        Ok(v) => v,
+        Err(e) => panic!(
+            "no {class} card: {e}\ncards: {}",
+            b.eval(
+                "() => [...document.querySelectorAll('.card')].map(c => c.className + ': ' + c.innerText)",
+                Value::Null
+            )
+        ),
+    }
+}
+
+#[test]
+fn images_the_model_cannot_judge_are_shown_apart_never_silently() {
+    let dir = scratch("browser-unjudged");
+    let cfg = DaemonConfig::new()
+        .scanner("CR01", &["127.0.0.1"])
+        .triage("engine = \"tract\"");
+    let tract_dir = dir.path().join("tract");
+    std::fs::create_dir_all(&tract_dir).unwrap();
+    let daemon = Daemon::start(&tract_dir, &cfg);
+    // Without Body Part Examined the gate refuses to judge it.
+    let unassessable = phantom(
+        &StudySpec::new(Kind::Cr, 107),
+        &dir.path().join("unassessable"),
+    );
+    let out = run_cmd(
+        std::process::Command::new("/usr/bin/dcmodify")
+            .args(["-nb", "-ea", "(0018,0015)"])
+            .arg(&unassessable[0].path),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out}");
+    let negative = phantom(&StudySpec::new(Kind::Cr, 103), &dir.path().join("negative"));
+
+    let mut b = Browser::start();
+    b.goto(&daemon.panel_url());
+    b.wait_visible("#link.live", Duration::from_secs(10));
+    storescu_timed(
+        daemon.port,
+        "CR01",
+        &[unassessable[0].path.as_path(), negative[0].path.as_path()],
+    );
+    let unjudged = card_look(&mut b, "not_assessable");
+    let plain = card_look(&mut b, "no_finding");
+    assert!(
+        unjudged[0].as_str().unwrap().starts_with("NOT ASSESSABLE"),
+        "{unjudged}"
+    );
+    assert!(
+        unjudged[1]
+            .as_str()
+            .unwrap()
+            .contains("BodyPartExamined is missing"),
+        "{unjudged}"
+    );
+    assert_ne!(
+        unjudged[2], plain[2],
+        "not assessable does not look like no finding"
+    );
+    assert_ne!(unjudged[3], plain[3]);
+    b.screenshot(&screenshots().join("panel-not-assessable.png"), None);
+
+    // A model that cannot run: every image is an error card, and the status
+    // bar says so.
+    let broken = DaemonConfig::new()
+        .scanner("CR01", &["127.0.0.1"])
+        .triage("engine = \"onnxruntime\"")
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so");
+    let broken_dir = dir.path().join("broken");
+    std::fs::create_dir_all(&broken_dir).unwrap();
+    let daemon = Daemon::start(&broken_dir, &broken);
+    b.goto(&daemon.panel_url());
+    b.wait_visible("#link.live", Duration::from_secs(10));
+    storescu_timed(daemon.port, "CR01", &[negative[0].path.as_path()]);
+    let error = card_look(&mut b, "error");
+    assert_eq!(
+        b.eval(
+            "() => [...document.querySelectorAll('.card .actions')].some(a => a.offsetParent !== null)",
+            Value::Null
+        ),
+        json!(false),
+        "acknowledging needs a login"
+    );
+    assert!(
+        error[0]
+            .as_str()
+            .unwrap()
+            .starts_with("ERROR: not assessed"),
+        "{error}"
+    );
+    for other in [&unjudged, &plain] {
+        assert_ne!(error[2], other[2], "an error looks like no other outcome");
+    }
+    b.wait_for(
+        "() => /model: .*failed/.test(document.getElementById('status').innerText)",
+        Value::Null,
+        CARD,
+    );
+    b.screenshot(&screenshots().join("panel-error.png"), None);
+}
