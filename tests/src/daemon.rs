@@ -223,6 +223,17 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        let ready_before = self.spawn_process();
+        let port = self.port;
+        wait_until(Duration::from_secs(20), "firstlookd to be ready", |_| {
+            self.proc.as_mut().expect("proc").assert_running();
+            let ready = self.log_text().matches("firstlookd ready").count() > ready_before;
+            (ready && port_open(port)).then_some(())
+        });
+    }
+
+    /// Starts the process; returns how many times the log said ready before.
+    fn spawn_process(&mut self) -> usize {
         let ready_before = self.log_text().matches("firstlookd ready").count();
         let mut cmd = Command::new(firstlookd_bin());
         cmd.arg("--config")
@@ -232,12 +243,7 @@ impl Daemon {
             .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn("firstlookd", &mut cmd, &self.log_path));
-        let port = self.port;
-        wait_until(Duration::from_secs(20), "firstlookd to be ready", |_| {
-            self.proc.as_mut().expect("proc").assert_running();
-            let ready = self.log_text().matches("firstlookd ready").count() > ready_before;
-            (ready && port_open(port)).then_some(())
-        });
+        ready_before
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -290,6 +296,13 @@ impl Daemon {
             "set-password failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Starts the daemon again without waiting for it to be ready (to kill
+    /// it while it recovers its spool).
+    pub fn restart_unready(&mut self) {
+        assert!(self.proc.is_none(), "restart a daemon that is running");
+        self.spawn_process();
     }
 
     /// Starts the daemon again with the same configuration and spool.

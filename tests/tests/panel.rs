@@ -178,6 +178,9 @@ fn the_feed_pushes_decisions_and_resumes_from_last_event_id_across_a_restart() {
     assert!(seen.stdout.contains("\"outcome\":\"urgent\""), "{seen}");
     assert!(seen.stdout.contains("\"clinical_use\":false"), "{seen}");
     let last = *ids.iter().max().unwrap();
+    // An id this log never reached (another box's spool): a first look, not silence.
+    let foreign = get(daemon.panel_port, "/events", &["Last-Event-ID: 999999"], 2);
+    assert_eq!(event_ids(&foreign.stdout), ids, "{foreign}");
 
     // A client listening live gets a new decision as it is made.
     let port = daemon.panel_port;
@@ -482,4 +485,47 @@ fn beyond_loopback_the_panel_speaks_tls_with_the_provisioned_certificate() {
         Duration::from_secs(30),
     );
     assert!(!plain.stdout.contains("\"ready\""), "{plain}");
+}
+
+#[test]
+fn wrong_passwords_sent_in_parallel_all_count_towards_the_lockout() {
+    let dir = scratch("panel-parallel-logins");
+    let daemon = Daemon::start(
+        dir.path(),
+        &DaemonConfig::new().scanner("SCANNER", &["127.0.0.1"]),
+    );
+    daemon.set_panel_password(USER, PASSWORD);
+    let url = format!("{}/api/login", daemon.panel_url());
+    let guesses: Vec<_> = (0..8)
+        .map(|i| {
+            let (url, jar) = (url.clone(), dir.path().join(format!("jar{i}")));
+            std::thread::spawn(move || {
+                http(
+                    &url,
+                    &jar,
+                    &json_post(
+                        &format!(r#"{{"user":"{USER}","password":"guess {i}"}}"#),
+                        &[],
+                    ),
+                )
+                .0
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    assert!(codes.iter().all(|&c| c == 401 || c == 429), "{codes:?}");
+    let login = format!(r#"{{"user":"{USER}","password":"{PASSWORD}"}}"#);
+    let (code, text) = http(&url, &dir.path().join("jar"), &json_post(&login, &[]));
+    assert_eq!(
+        code, 429,
+        "locked out even with the right password:\n{text}"
+    );
+    assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    // Another site's name rebound to loopback gets nothing at all.
+    let (code, _) = http(
+        &format!("{}/api/status", daemon.panel_url()),
+        &dir.path().join("jar"),
+        &["-H", "Host: evil.example:8088"],
+    );
+    assert_eq!(code, 421);
 }

@@ -44,8 +44,18 @@ impl Panel {
     async fn patient(&self, d: &Decision) -> Option<Patient> {
         let key = d.study_uid.clone().unwrap_or_else(|| d.unit.clone());
         if let Some(p) = self.patients.lock().expect("patients lock").get(&key) {
-            return Some(p.clone());
+            return p.clone();
         }
+        let p = self.read_patient(d).await;
+        let mut cache = self.patients.lock().expect("patients lock");
+        if cache.len() >= 1000 {
+            cache.clear();
+        }
+        cache.insert(key, p.clone());
+        p
+    }
+
+    async fn read_patient(&self, d: &Decision) -> Option<Patient> {
         let first = d.inputs.first()?.clone();
         let stored = source::locate(&self.spool, vec![first])
             .await
@@ -53,9 +63,16 @@ impl Panel {
             .into_iter()
             .next()?;
         let spool = Arc::clone(&self.spool);
-        let p = tokio::task::spawn_blocking(move || {
-            let bytes = source::read(&spool, &stored).ok()?;
-            let obj = crate::spool::part10::parse(&bytes, true).ok()?;
+        tokio::task::spawn_blocking(move || {
+            // The attributes come before the pixels: read those first.
+            let head = source::read_first(&spool, &stored, HEAD_BYTES).ok()?;
+            let obj = match crate::spool::part10::parse(&head, true) {
+                Ok(obj) => obj,
+                Err(_) => {
+                    let whole = source::read(&spool, &stored).ok()?;
+                    crate::spool::part10::parse(&whole, true).ok()?
+                }
+            };
             let text = |t| crate::pixels::text(&obj, t).unwrap_or_default();
             Some(Patient {
                 name: text(tags::PATIENT_NAME)
@@ -68,15 +85,11 @@ impl Panel {
             })
         })
         .await
-        .ok()??;
-        let mut cache = self.patients.lock().expect("patients lock");
-        if cache.len() >= 1000 {
-            cache.clear();
-        }
-        cache.insert(key, p.clone());
-        Some(p)
+        .ok()?
     }
 }
+
+const HEAD_BYTES: u64 = 64 * 1024;
 
 /// A decision as a logged-in user sees it.
 #[derive(Serialize)]
@@ -271,15 +284,27 @@ pub async fn thumbnail(
     .map_err(|e| e.to_string())
     .and_then(|r| r);
     match png {
+        Err(e) => {
+            // The reason may name the instance: debug level only.
+            tracing::debug!(message = "heatmap unreadable", decision = id, error = %e);
+            tracing::error!(
+                message = "a heatmap cannot be read from the spool",
+                decision = id
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the heatmap cannot be read",
+            )
+                .into_response()
+        }
         Ok(png) => (
             [
                 (header::CONTENT_TYPE, "image/png"),
-                (header::CACHE_CONTROL, "private, max-age=3600"),
+                (header::CACHE_CONTROL, "no-store"),
             ],
             png,
         )
             .into_response(),
-        Err(e) => internal(e),
     }
 }
 
@@ -316,7 +341,6 @@ pub async fn status(State(panel): State<Arc<Panel>>) -> Response {
                 "pending": d.pending,
                 "dead": d.dead,
                 "oldest_pending_secs": d.oldest_pending_secs,
-                "last_error": d.last_error,
             })
         })
         .collect();

@@ -23,9 +23,14 @@ pub const COOKIE: &str = "firstlook_session";
 pub const BACKGROUND_HEADER: &str = "x-firstlook-background";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Failed logins from one address before it must wait.
+/// Failed logins from one address within `WINDOW` before it must wait.
 const MAX_FAILURES: u32 = 5;
+const WINDOW: Duration = Duration::from_secs(15 * 60);
 const LOCKOUT: Duration = Duration::from_secs(60);
+/// Addresses remembered at most (a flood of sources cannot grow it further).
+const MAX_TRACKED: usize = 10_000;
+/// Password checks at once: argon2id takes about 19 MiB and a core each.
+const CONCURRENT_CHECKS: usize = 2;
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -34,15 +39,17 @@ struct Session {
     last_active: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Attempts {
     failures: u32,
+    since: Instant,
     locked_until: Option<Instant>,
 }
 
 pub struct Auth {
     sessions: Mutex<HashMap<String, Session>>,
     attempts: Mutex<HashMap<IpAddr, Attempts>>,
+    checks: tokio::sync::Semaphore,
     idle: Duration,
     secure_cookie: bool,
 }
@@ -67,6 +74,7 @@ impl Auth {
         Auth {
             sessions: Mutex::default(),
             attempts: Mutex::default(),
+            checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
             idle,
             secure_cookie,
         }
@@ -110,12 +118,33 @@ impl Auth {
         until.checked_duration_since(Instant::now())
     }
 
+    /// Counts an attempt as failed before the password is checked, so that
+    /// attempts made in parallel count too; a success clears it.
     fn failed(&self, ip: IpAddr) {
+        let now = Instant::now();
         let mut attempts = self.attempts.lock().expect("attempts lock");
-        let a = attempts.entry(ip).or_default();
+        if attempts.len() >= MAX_TRACKED && !attempts.contains_key(&ip) {
+            attempts.retain(|_, a| a.locked_until.is_some_and(|t| t > now));
+            if attempts.len() >= MAX_TRACKED {
+                attempts.clear();
+            }
+        }
+        let a = attempts.entry(ip).or_insert(Attempts {
+            failures: 0,
+            since: now,
+            locked_until: None,
+        });
+        let lock_over = a.locked_until.is_some_and(|t| t <= now);
+        if lock_over || now.duration_since(a.since) > WINDOW {
+            *a = Attempts {
+                failures: 0,
+                since: now,
+                locked_until: None,
+            };
+        }
         a.failures += 1;
         if a.failures >= MAX_FAILURES {
-            a.locked_until = Some(Instant::now() + LOCKOUT);
+            a.locked_until = Some(now + LOCKOUT);
         }
     }
 
@@ -194,6 +223,23 @@ struct SessionInfo<'a> {
     idle_logout_secs: u64,
 }
 
+/// On loopback the panel answers only to loopback names: a page of another
+/// site whose name was rebound to 127.0.0.1 gets nothing.
+pub fn host_allowed(headers: &HeaderMap, listen: SocketAddr) -> bool {
+    if !listen.ip().is_loopback() {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A POST from a page of another site is refused even before the
 /// password is checked (SameSite does not protect the login itself).
 fn cross_site(headers: &HeaderMap) -> bool {
@@ -245,6 +291,10 @@ pub async fn login(
             .into_response();
     };
     let user = c.user.clone();
+    panel.auth.failed(ip);
+    let Ok(_permit) = panel.auth.checks.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let ok = tokio::task::spawn_blocking(move || users::verify(&file, &c.user, &c.password))
         .await
         .map_err(|e| e.to_string())
@@ -266,7 +316,6 @@ pub async fn login(
                 .into_response()
         }
         Ok(false) => {
-            panel.auth.failed(ip);
             tracing::warn!(message = "panel login failed", %ip);
             (StatusCode::UNAUTHORIZED, "wrong user name or password").into_response()
         }
@@ -323,6 +372,55 @@ mod tests {
         assert!(auth.find(&token, true).is_some());
         std::thread::sleep(Duration::from_millis(120));
         assert!(auth.find(&token, true).is_some(), "activity keeps it");
+    }
+
+    #[test]
+    fn on_loopback_only_loopback_host_names_are_served() {
+        let lo: SocketAddr = "127.0.0.1:8088".parse().unwrap();
+        let host = |h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, h.parse().unwrap());
+            m
+        };
+        for ok in [
+            "127.0.0.1:8088",
+            "localhost:8088",
+            "[::1]:8088",
+            "LOCALHOST",
+        ] {
+            assert!(host_allowed(&host(ok), lo), "{ok}");
+        }
+        for bad in [
+            "evil.example:8088",
+            "10.0.0.5:8088",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!host_allowed(&host(bad), lo), "{bad}");
+        }
+        assert!(host_allowed(
+            &host("panel.hospital.example"),
+            "0.0.0.0:8443".parse().unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_lockout_ends_and_old_failures_are_forgotten() {
+        let auth = Auth::new(Duration::from_secs(60), false);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            auth.failed(ip);
+        }
+        assert!(auth.locked(ip).is_some());
+        // The lockout is over: one more typo starts counting afresh.
+        auth.attempts
+            .lock()
+            .unwrap()
+            .get_mut(&ip)
+            .unwrap()
+            .locked_until = Some(Instant::now());
+        auth.failed(ip);
+        assert!(auth.locked(ip).is_none());
+        assert_eq!(auth.attempts.lock().unwrap()[&ip].failures, 1);
     }
 
     #[test]

@@ -106,6 +106,9 @@ fn feedback_event(f: &Feedback) -> Event {
 
 /// Decisions when nothing was seen yet: the newest few, for context.
 const FIRST_LOOK: usize = 50;
+/// Decisions replayed per connection; a client further behind gets the
+/// rest on its next (immediate) reconnection.
+const REPLAY_MAX: usize = 500;
 
 pub async fn handler(
     State(panel): State<Arc<Panel>>,
@@ -118,17 +121,24 @@ pub async fn handler(
     // Subscribe before reading the log, so nothing falls between the two.
     let live = panel.events.subscribe();
     let feedback = panel.feedback.subscribe();
-    let (missed, said) = panel
-        .spool
-        .index()
-        .call(move |c| {
-            let missed = super::store::decisions_after(c, last_seen, FIRST_LOOK)?;
-            let ids: Vec<i64> = missed.iter().map(|(id, _)| *id).collect();
-            let said = super::store::latest_feedback(c, &ids).unwrap_or_default();
-            Ok((missed, said))
-        })
-        .await
-        .unwrap_or_default();
+    // A read-only connection: replays never wait on, or hold up, the
+    // writer that commits what scanners send.
+    let dir = panel.spool.dir().to_path_buf();
+    let (missed, said) = tokio::task::spawn_blocking(move || {
+        let c = crate::spool::open_read_only(&crate::spool::index_path(&dir))?;
+        let missed = super::store::decisions_after(&c, last_seen, FIRST_LOOK, REPLAY_MAX)?;
+        let ids: Vec<i64> = missed.iter().map(|(id, _)| *id).collect();
+        let said = super::store::latest_feedback(&c, &ids)?;
+        Ok::<_, crate::spool::IndexError>((missed, said))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()))
+    .unwrap_or_else(|e| {
+        tracing::error!(message = "the feed cannot replay the decision log", error = %e);
+        Default::default()
+    });
+    let behind = last_seen.is_some() && missed.len() == REPLAY_MAX;
     let replayed_to = missed.last().map(|(id, _)| *id).or(last_seen).unwrap_or(0);
     let replay = stream::iter(
         missed
@@ -155,5 +165,22 @@ pub async fn handler(
     )
     .take_while(|e| std::future::ready(e.is_some()))
     .filter_map(std::future::ready);
-    Sse::new(replay.chain(live)).keep_alive(KeepAlive::default())
+    let stream: futures_util::stream::BoxStream<'static, Result<Event, Infallible>> = if behind {
+        // End here; the browser comes straight back for the next page.
+        let again = Event::default()
+            .retry(std::time::Duration::from_millis(50))
+            .comment("more to replay");
+        replay
+            .chain(stream::once(std::future::ready(Ok(again))))
+            .boxed()
+    } else {
+        let steady = Event::default()
+            .retry(std::time::Duration::from_secs(2))
+            .comment("live");
+        stream::once(std::future::ready(Ok(steady)))
+            .chain(replay)
+            .chain(live)
+            .boxed()
+    };
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

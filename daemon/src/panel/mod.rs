@@ -42,8 +42,8 @@ pub struct Panel {
     events: Events,
     auth: auth::Auth,
     feedback: broadcast::Sender<Feedback>,
-    /// Patient details by study, read once from the spool.
-    patients: Mutex<HashMap<String, api::Patient>>,
+    /// Patient details by study (or their absence), read once from the spool.
+    patients: Mutex<HashMap<String, Option<api::Patient>>>,
 }
 
 impl Panel {
@@ -76,7 +76,23 @@ pub fn router(panel: Arc<Panel>) -> Router {
         .route("/api/alerts/{id}/thumbnail.png", get(api::thumbnail))
         .route("/api/alerts/{id}/feedback", post(api::feedback))
         .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&panel),
+            loopback_names_only,
+        ))
         .with_state(panel)
+}
+
+async fn loopback_names_only(
+    State(panel): State<Arc<Panel>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if auth::host_allowed(request.headers(), panel.config.panel.listen) {
+        next.run(request).await
+    } else {
+        (StatusCode::MISDIRECTED_REQUEST, "unknown host name").into_response()
+    }
 }
 
 /// Nothing the panel serves may linger in a shared browser's cache, and

@@ -10,24 +10,29 @@ use crate::inference::store;
 use crate::spool::IndexError;
 use crate::triage::Decision;
 
-/// Decisions after `after` in log order, or without it the newest `limit`
+/// At most `limit` decisions after `after` in log order, or without it
+/// (or with an id the log never reached: another spool) the newest `first`
 /// (oldest first).
 pub fn decisions_after(
     conn: &Connection,
     after: Option<i64>,
+    first: usize,
     limit: usize,
 ) -> Result<Vec<(i64, Decision)>, IndexError> {
     if !store::present(conn)? {
         return Ok(Vec::new());
     }
-    let Some(after) = after else {
-        let mut newest = store::recent_decisions(conn, limit)?;
+    let newest: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM decisions", [], |r| {
+        r.get(0)
+    })?;
+    let Some(after) = after.filter(|&a| a <= newest) else {
+        let mut newest = store::recent_decisions(conn, first)?;
         newest.reverse();
         return Ok(newest);
     };
     let rows: Vec<(i64, String)> = conn
-        .prepare_cached("SELECT id, record FROM decisions WHERE id > ?1 ORDER BY id LIMIT 10000")?
-        .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .prepare_cached("SELECT id, record FROM decisions WHERE id > ?1 ORDER BY id LIMIT ?2")?
+        .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok(rows
         .into_iter()
@@ -126,39 +131,45 @@ pub fn latest_feedback(
     conn: &Connection,
     decisions: &[i64],
 ) -> Result<HashMap<i64, Feedback>, IndexError> {
+    let mut out = HashMap::new();
+    let (Some(low), Some(high)) = (decisions.iter().min(), decisions.iter().max()) else {
+        return Ok(out);
+    };
+    if !crate::spool::table_exists(conn, "feedback")? {
+        return Ok(out);
+    }
+    let wanted: std::collections::HashSet<i64> = decisions.iter().copied().collect();
+    // Oldest first, so the latest feedback on a decision is the one kept.
     let mut stmt = conn.prepare_cached(
         "SELECT decision, action, reason, comment, user, at FROM feedback
-         WHERE decision = ?1 ORDER BY id DESC LIMIT 1",
+         WHERE decision BETWEEN ?1 AND ?2 ORDER BY id",
     )?;
-    let mut out = HashMap::new();
-    for &d in decisions {
-        let row = stmt
-            .query_row(params![d], |r| {
-                Ok((
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            })
-            .optional()?;
-        if let Some((action, reason, comment, user, at_ms)) = row {
-            let Some(action) = from_text(&action) else {
-                continue;
-            };
-            out.insert(
-                d,
-                Feedback {
-                    decision: d,
-                    action,
-                    reason: reason.as_deref().and_then(from_text),
-                    comment,
-                    user,
-                    at_ms,
-                },
-            );
-        }
+    let rows = stmt.query_map(params![low, high], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (decision, action, reason, comment, user, at_ms) = row?;
+        let Some(action) = from_text(&action).filter(|_| wanted.contains(&decision)) else {
+            continue;
+        };
+        out.insert(
+            decision,
+            Feedback {
+                decision,
+                action,
+                reason: reason.as_deref().and_then(from_text),
+                comment,
+                user,
+                at_ms,
+            },
+        );
     }
     Ok(out)
 }

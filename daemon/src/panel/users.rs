@@ -112,13 +112,16 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Users
     Ok(())
 }
 
+/// A new file only this user can read, under a name nobody could have
+/// placed beforehand.
 fn tempfile_in(dir: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let name = dir.join(format!(".panel-users.{}.tmp", std::process::id()));
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+    let name = dir.join(format!(".panel-users.{}.tmp", hex::encode(nonce)));
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&name)?;
     Ok((name, file))

@@ -56,9 +56,14 @@ pub async fn locate(spool: &Spool, uids: Vec<String>) -> Result<Vec<Stored>, Str
 
 /// The instance's Part-10 bytes (preamble, file meta, data set).
 pub fn read(spool: &Spool, s: &Stored) -> Result<Vec<u8>, String> {
+    read_first(spool, s, u64::MAX)
+}
+
+/// At most the first `max` of the instance's Part-10 bytes.
+pub fn read_first(spool: &Spool, s: &Stored, max: u64) -> Result<Vec<u8>, String> {
     let mut buf = Vec::new();
     spool
-        .read_dataset_into(s.segment, s.body_offset, 0, s.body_len, &mut buf)
+        .read_dataset_into(s.segment, s.body_offset, 0, s.body_len.min(max), &mut buf)
         .map_err(|e| format!("instance {} cannot be read: {e}", s.reference.sop_instance))?;
     Ok(buf)
 }

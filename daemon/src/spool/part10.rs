@@ -188,6 +188,25 @@ mod tests {
     }
 
     #[test]
+    fn the_attributes_parse_from_the_first_bytes_of_a_large_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = firstlook_phantom::write_study(
+            &firstlook_phantom::StudySpec::new(firstlook_phantom::Kind::Cr, 5),
+            dir.path(),
+        )
+        .unwrap();
+        let bytes = std::fs::read(&files[0]).unwrap();
+        assert!(bytes.len() > 1_000_000);
+        let head = parse(&bytes[..64 * 1024], true).expect("parsed up to the pixels");
+        let name = crate::pixels::text(&head, tags::PATIENT_NAME).unwrap();
+        assert!(!name.is_empty());
+        assert!(
+            parse(&bytes[..200], true).is_err(),
+            "cut inside the attributes"
+        );
+    }
+
+    #[test]
     fn non_part10_bytes_are_rejected() {
         assert_eq!(dataset_offset(&[0u8; 200]), None);
         assert_eq!(dataset_offset(b"short"), None);
