@@ -129,7 +129,19 @@ fn an_alert_reaches_chromium_is_acknowledged_dismissed_and_survives_a_restart() 
     b.screenshot(&shots.join("panel-feed.png"), None);
     b.screenshot(&shots.join("panel-alert-card.png"), Some(&card));
 
-    // Acknowledge: the flashing stops, and it is stored and counted.
+    // The cue sounds again and again until someone acknowledges.
+    let cues = |b: &mut Browser| {
+        b.eval("() => +(document.body.dataset.cues || 0)", json!(null))
+            .as_u64()
+            .unwrap()
+    };
+    b.wait_for(
+        "() => +(document.body.dataset.cues || 0) >= 2",
+        json!(null),
+        CARD,
+    );
+
+    // Acknowledge: the flashing and the cue stop, and it is stored and counted.
     b.click(&format!("{card} button.ack"));
     b.wait_for(
         "sel => document.querySelector(sel).dataset.feedback === 'acknowledged'",
@@ -142,6 +154,13 @@ fn an_alert_reaches_chromium_is_acknowledged_dismissed_and_survives_a_restart() 
             json!(card)
         ),
         json!(false)
+    );
+    let after_ack = cues(&mut b);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        cues(&mut b),
+        after_ack,
+        "the cue stopped with the acknowledgement"
     );
     assert_eq!(
         feedback_count(
