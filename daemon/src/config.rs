@@ -331,6 +331,10 @@ pub struct Node {
     /// How long an established association may sit idle between PDUs.
     #[serde(default = "default_dimse_timeout")]
     pub dimse_timeout_secs: Bounded<1, 3600>,
+    /// Started as root, firstlookd binds its ports, gives the spool to
+    /// this user and becomes it.
+    #[serde(default)]
+    pub run_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -892,6 +896,7 @@ impl Config {
                 max_pdu_length: default_max_pdu(),
                 artim_timeout_secs: default_artim(),
                 dimse_timeout_secs: default_dimse_timeout(),
+                run_as: None,
             },
             spool: Spool::default(),
             forward: Forward::default(),

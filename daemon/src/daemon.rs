@@ -26,6 +26,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// Started as root, it could not become `node.run_as`.
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
 }
 
 /// A running firstlookd.
@@ -41,9 +44,22 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Recovers the spool, binds the port and starts ingest and forwarding.
+    /// Binds the ports, gives up root (to `node.run_as`), recovers the
+    /// spool and starts ingest, forwarding, triage, results and the panel.
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
         let config = Arc::new(config);
+        let addr = config.node.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let listen_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let panel_socket = match config.panel.enabled {
+            true => crate::panel::bind(&config).await,
+            false => None,
+        };
+        crate::privileges::drop_to(config.node.run_as.as_deref(), &config.node.spool_dir)?;
         let opts = SpoolOptions {
             dir: config.node.spool_dir.clone(),
             destinations: config
@@ -65,13 +81,6 @@ impl Daemon {
             duplicates = recovery.duplicates,
             torn_bytes = recovery.torn_bytes
         );
-        let addr = config.node.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let listen_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
         if config.destinations.is_empty() {
             tracing::warn!(message = "no [[destinations]] configured: images are kept in the spool and forwarded nowhere");
         }
@@ -92,10 +101,10 @@ impl Daemon {
         )));
         let events = inference::events();
         let mut panel_addr = None;
-        if config.panel.enabled {
+        if let Some(socket) = panel_socket {
             let panel =
                 crate::panel::Panel::new(Arc::clone(&config), Arc::clone(&spool), events.clone());
-            if let Some((addr, task)) = crate::panel::start(panel, rx.clone()).await {
+            if let Some((addr, task)) = crate::panel::start(panel, socket, rx.clone()).await {
                 panel_addr = Some(addr);
                 tasks.push(task);
             }

@@ -15,6 +15,7 @@ pub mod inference;
 pub mod ingest;
 pub mod model;
 pub mod panel;
+pub mod privileges;
 pub mod results;
 /// DICOM pixel decoding lives in the kernels; the daemon's name for it.
 pub use firstlook_kernels::dicom as pixels;

@@ -51,6 +51,8 @@ pub struct DaemonConfig {
     pub results: String,
     /// More lines of the `[panel]` table (after `listen`).
     pub panel: String,
+    /// More lines of the `[node]` table.
+    pub node: String,
     /// Environment variables for the daemon process.
     pub env: Vec<(String, String)>,
 }
@@ -72,6 +74,7 @@ impl DaemonConfig {
             triage: String::new(),
             results: "mode = \"shadow\"\n".into(),
             panel: String::new(),
+            node: String::new(),
             env: Vec::new(),
         }
     }
@@ -118,13 +121,14 @@ impl DaemonConfig {
     pub fn to_toml(&self, spool_dir: &Path) -> String {
         let mut s = format!(
             "[node]\nae_title = \"{NODE_AE}\"\nlisten = \"127.0.0.1:{}\"\nspool_dir = \"{}\"\n\
-             max_associations = {}\nartim_timeout_secs = 30\ndimse_timeout_secs = 120\n\n\
+             max_associations = {}\nartim_timeout_secs = 30\ndimse_timeout_secs = 120\n{}\n\
              [spool]\nhigh_watermark_percent = {}\nlow_watermark_percent = {}\nretention_hours = 24\n\n\
              [forward]\nretry_initial_secs = {}\nretry_max_secs = {}\ngive_up_after_hours = 72\n\
              batch_size = {}\nconnect_timeout_secs = 5\ndimse_timeout_secs = 60\n",
             self.port,
             spool_dir.display(),
             self.max_associations,
+            self.node,
             self.high_watermark_percent,
             self.low_watermark_percent,
             self.retry_initial_secs,
@@ -269,6 +273,14 @@ impl Daemon {
                 )
             })
             .expect("annotate log");
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc
+            .as_ref()
+            .and_then(Proc::pid)
+            .expect("daemon running")
     }
 
     /// `http://127.0.0.1:PORT`, the panel's address.

@@ -114,35 +114,53 @@ async fn no_store(mut r: Response) -> Response {
 
 /// Binds the panel's port and serves until shutdown. A port that cannot
 /// be bound is reported and leaves the rest of the daemon running.
-pub async fn start(
-    panel: Panel,
-    mut shutdown: watch::Receiver<bool>,
-) -> Option<(SocketAddr, JoinHandle<()>)> {
-    let addr = panel.config.panel.listen;
-    let cannot = |e: &dyn std::fmt::Display| {
-        tracing::error!(message = "the panel cannot listen; images are still received and forwarded", %addr, error = %e);
-    };
-    let tls = match (&panel.config.panel.tls_cert, &panel.config.panel.tls_key) {
+/// The panel's port, bound, and its certificate and key, read: what must
+/// happen before the daemon gives up root.
+pub struct Socket {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+fn cannot_listen(addr: SocketAddr, e: &dyn std::fmt::Display) {
+    tracing::error!(message = "the panel cannot listen; images are still received and forwarded", %addr, error = %e);
+}
+
+/// Binds the panel's port (and reads its TLS files); `None`, logged, when
+/// it cannot: the rest of the daemon runs on.
+pub async fn bind(config: &Config) -> Option<Socket> {
+    let addr = config.panel.listen;
+    let tls = match (&config.panel.tls_cert, &config.panel.tls_key) {
         (Some(cert), Some(key)) => match tls::acceptor(cert, key) {
             Ok(a) => Some(a),
             Err(e) => {
-                cannot(&e);
+                cannot_listen(addr, &e);
                 return None;
             }
         },
         _ => None,
     };
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Some(Socket { listener, tls }),
+        Err(e) => {
+            cannot_listen(addr, &e);
+            None
+        }
+    }
+}
+
+/// Serves the panel on its bound socket until shutdown.
+pub async fn start(
+    panel: Panel,
+    socket: Socket,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<(SocketAddr, JoinHandle<()>)> {
+    let addr = panel.config.panel.listen;
+    let cannot = |e: &dyn std::fmt::Display| cannot_listen(addr, e);
     if let Err(e) = panel.spool.index().call(store::init).await {
         cannot(&e);
         return None;
     }
-    let listener = match TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            cannot(&e);
-            return None;
-        }
-    };
+    let Socket { listener, tls } = socket;
     let bound = listener.local_addr().ok()?;
     let app = router(Arc::new(panel)).into_make_service_with_connect_info::<SocketAddr>();
     let stop = async move {
