@@ -13,22 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use firstlook_e2e::*;
-
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use rand::{RngExt, SeedableRng};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -42,7 +27,8 @@ fn acknowledged_instances_survive_repeated_sigkills() {
     let kills = env_u64("CRASH_KILLS", 20);
     let seed = env_u64("CRASH_SEED", 0x5EED_F1A5);
     println!("crash: {kills} kills, seed {seed} (CRASH_SEED to repeat)");
-    let mut rng = Rng(seed | 1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut below = |n: u64| rng.random_range(0..n);
     let dir = scratch("crash");
     let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
     let cfg = DaemonConfig::new()
@@ -66,21 +52,21 @@ fn acknowledged_instances_survive_repeated_sigkills() {
     let mut during = [0u64; 3];
     let mut batches = 0;
     while during.iter().sum::<u64>() < kills {
-        let kind = rng.below(10);
+        let kind = below(10);
         if kind < 2 {
             // While the restarted daemon recovers its spool and resumes.
             during[2] += 2;
             daemon.kill9();
             daemon.restart_unready();
-            std::thread::sleep(Duration::from_millis(rng.below(150)));
+            std::thread::sleep(Duration::from_millis(below(150)));
             daemon.kill9();
             daemon.restart();
             continue;
         }
         // While storescu sends a batch (some of it sent before), and the
         // forwarder delivers what came earlier.
-        let start = rng.below(pool.len() as u64) as usize;
-        let n = 10 + rng.below(30) as usize;
+        let start = below(pool.len() as u64) as usize;
+        let n = 10 + below(30) as usize;
         let batch: Vec<PathBuf> = (0..n)
             .map(|i| pool[(start + i) % pool.len()].path.clone())
             .collect();
@@ -93,11 +79,11 @@ fn acknowledged_instances_survive_repeated_sigkills() {
         let mut scu = Proc::spawn("storescu", &mut cmd, &log);
         let delay = if kind < 8 {
             during[0] += 1;
-            rng.below(250)
+            below(250)
         } else {
             during[1] += 1;
             // Mostly after storescu is done: forwarding is under way.
-            250 + rng.below(500)
+            250 + below(500)
         };
         std::thread::sleep(Duration::from_millis(delay));
         daemon.kill9();
