@@ -17,7 +17,7 @@ pub async fn run(
     ingest: Arc<Ingest>,
     stream: TcpStream,
     peer: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
+    handshake: OwnedSemaphorePermit,
 ) {
     let cfg = &ingest.config.node;
     let (r, w) = stream.into_split();
@@ -47,6 +47,8 @@ pub async fn run(
             return;
         }
     };
+    drop(handshake);
+    let permit = Arc::clone(&ingest.slots).try_acquire_owned().ok();
     let load = Load {
         slot_available: permit.is_some(),
         disk_refusing: ingest.spool.watermarks().check(),

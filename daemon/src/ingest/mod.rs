@@ -19,11 +19,18 @@ use crate::spool::Spool;
 
 pub use policy::{negotiate, AcceptedContext, Load};
 
+/// Connections still to send their A-ASSOCIATE-RQ, at most: a peer that
+/// opens sockets and stalls cannot take the association slots scanners need,
+/// only these, each for at most ARTIM.
+const HANDSHAKES: usize = 256;
+
 /// What every association needs.
 pub struct Ingest {
     pub config: Arc<Config>,
     pub spool: Arc<Spool>,
+    /// Associations (counted once their request has arrived).
     slots: Arc<Semaphore>,
+    handshakes: Arc<Semaphore>,
     next_id: AtomicU64,
 }
 
@@ -34,6 +41,7 @@ impl Ingest {
             config,
             spool,
             slots,
+            handshakes: Arc::new(Semaphore::new(HANDSHAKES)),
             next_id: AtomicU64::new(1),
         })
     }
@@ -60,13 +68,17 @@ impl Ingest {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::warn!(message = "cannot set TCP_NODELAY", error = %e);
             }
+            let Ok(handshake) = Arc::clone(&self.handshakes).try_acquire_owned() else {
+                tracing::debug!(message = "too many connections without an association request: closed", %peer);
+                drop(stream);
+                continue;
+            };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let permit = Arc::clone(&self.slots).try_acquire_owned().ok();
             let this = Arc::clone(&self);
             let span = tracing::info_span!("association", id, peer = %peer);
             tokio::spawn(
                 async move {
-                    association::run(this, stream, peer, permit).await;
+                    association::run(this, stream, peer, handshake).await;
                 }
                 .instrument(span),
             );
