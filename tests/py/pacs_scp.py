@@ -4,9 +4,13 @@ transfer syntax, writes each received data set bit-exactly as a Part-10 file
 <OUT>/<SOPInstanceUID>.<n>.dcm, and answers 0x0000, except for the SOP
 Instance UIDs given with --refuse UID=STATUS (hex), which get that status and
 are not stored, and those given with --abort-on UID, on which it aborts the
-association (A-ABORT) instead of answering, every time they are sent.
+association (A-ABORT) instead of answering, every time they are sent. With
+--warn UID=B000 it stores the instance and answers that warning status; with
+--delay SECONDS it waits that long before answering each C-STORE (a slow
+archive).
 
 usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]... [--abort-on UID]...
+                   [--warn UID=B000]... [--delay SECONDS]
 Prints "ready" once listening, and one line per C-STORE received
 (STORED, REFUSED or ABORTED, then the UID; STORED then gives the DIMSE
 priority: 0 medium, 1 high, 2 low).
@@ -16,6 +20,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -46,6 +51,17 @@ def main() -> int:
         uid, status = args[i + 1].split("=")
         refuse[uid] = int(status, 16)
         del args[i : i + 2]
+    warn = {}
+    while "--warn" in args:
+        i = args.index("--warn")
+        uid, status = args[i + 1].split("=")
+        warn[uid] = int(status, 16)
+        del args[i : i + 2]
+    delay = 0.0
+    if "--delay" in args:
+        i = args.index("--delay")
+        delay = float(args[i + 1])
+        del args[i : i + 2]
     abort_on = set()
     while "--abort-on" in args:
         i = args.index("--abort-on")
@@ -57,6 +73,8 @@ def main() -> int:
 
     def on_store(event):
         uid = str(event.request.AffectedSOPInstanceUID)
+        if delay:
+            time.sleep(delay)
         if uid in refuse:
             print(f"REFUSED {uid} 0x{refuse[uid]:04X}", flush=True)
             return refuse[uid]
@@ -77,7 +95,7 @@ def main() -> int:
             f.write(buf.getvalue())
         os.rename(tmp, os.path.join(out, f"{uid}.{n}.dcm"))
         print(f"STORED {uid} priority {event.request.Priority}", flush=True)
-        return 0x0000
+        return warn.get(uid, 0x0000)
 
     ae = AE(ae_title=ae_title)
     ae.maximum_associations = 16

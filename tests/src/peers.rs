@@ -75,26 +75,32 @@ pub struct PyPacs {
 impl PyPacs {
     /// `refuse`: (SOP Instance UID, status) pairs answered with that status.
     pub fn start(dir: &Path, port: u16, refuse: &[(&str, u16)]) -> PyPacs {
-        Self::start_with(dir, port, refuse, &[])
+        let args: Vec<String> = refuse
+            .iter()
+            .flat_map(|(uid, status)| ["--refuse".to_string(), format!("{uid}={status:04X}")])
+            .collect();
+        Self::start_args(dir, port, &args)
     }
 
     /// A PACS that aborts the association (A-ABORT, no response) whenever
     /// one of the `abort_on` SOP Instance UIDs is sent, and stores the rest.
     pub fn start_aborting_on(dir: &Path, port: u16, abort_on: &[&str]) -> PyPacs {
-        Self::start_with(dir, port, &[], abort_on)
+        let args: Vec<String> = abort_on
+            .iter()
+            .flat_map(|uid| ["--abort-on".to_string(), uid.to_string()])
+            .collect();
+        Self::start_args(dir, port, &args)
     }
 
-    fn start_with(dir: &Path, port: u16, refuse: &[(&str, u16)], abort_on: &[&str]) -> PyPacs {
+    /// With `pacs_scp.py`'s own options (`--warn UID=B000`, `--delay S`, ...).
+    pub fn start_args(dir: &Path, port: u16, args: &[String]) -> PyPacs {
         let out_dir = dir.join("pypacs-received");
         std::fs::create_dir_all(&out_dir).expect("mkdir");
         let mut cmd = python("pacs_scp.py");
-        cmd.arg(port.to_string()).arg("PACS").arg(&out_dir);
-        for (uid, status) in refuse {
-            cmd.arg("--refuse").arg(format!("{uid}={status:04X}"));
-        }
-        for uid in abort_on {
-            cmd.arg("--abort-on").arg(uid);
-        }
+        cmd.arg(port.to_string())
+            .arg("PACS")
+            .arg(&out_dir)
+            .args(args);
         let mut proc = Proc::spawn("pacs_scp.py", &mut cmd, &dir.join("pypacs.log"));
         wait_until(Duration::from_secs(30), "pacs_scp.py to listen", |last| {
             proc.assert_running();

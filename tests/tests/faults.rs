@@ -465,3 +465,64 @@ fn dead_letters_are_requeued_or_discarded_while_the_daemon_runs() {
         "only the requeued instance is sent again"
     );
 }
+
+/// A slow archive (each C-STORE answered after a second) that answers some
+/// instances with a warning (0xB000, stored with coercion): the scanner's
+/// study is taken in full while deliveries are still queued, everything
+/// arrives intact, and the warnings are delivered, not retried, with the
+/// status kept as the reason.
+#[test]
+fn a_slow_pacs_with_warnings_gets_everything_and_ingest_does_not_wait() {
+    let dir = scratch("slow-pacs");
+    let ct = phantom(
+        &StudySpec::new(Kind::Ct, 3301)
+            .with_count(8)
+            .with_size(64, 64),
+        &dir.path().join("ct"),
+    );
+    let warned = [&ct[2].sop_instance_uid, &ct[5].sop_instance_uid];
+    let mut args: Vec<String> = vec!["--delay".into(), "1".into()];
+    for uid in warned {
+        args.extend(["--warn".to_string(), format!("{uid}=B000")]);
+    }
+    let mut pacs = PyPacs::start_args(dir.path(), free_port(), &args);
+    let cfg = DaemonConfig::new()
+        .scanner("CT01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+
+    let out = storescu(
+        daemon.port,
+        "CT01",
+        &["+sd"],
+        &[dir.path().join("ct").as_path()],
+    );
+    assert!(out.status.success(), "{out}");
+    assert_eq!(storescu_successes(&out.stderr).len(), 8, "{out}");
+    let queued = daemon.status().destination("pacs").pending;
+    assert!(
+        queued > 0,
+        "the scanner finished while the slow PACS still had work queued (ingest never waits on it)"
+    );
+
+    let status = daemon.wait_settled(8, Duration::from_secs(120));
+    let pacs_status = status.destination("pacs");
+    assert_eq!(
+        (pacs_status.delivered, pacs_status.dead),
+        (8, 0),
+        "{}",
+        status.summary()
+    );
+    assert_delivered_identical(&ct, &pacs.received());
+    assert!(
+        duplicates(&pacs.received()).is_empty(),
+        "a warning is a delivery, not a reason to send again"
+    );
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("destination stored with a warning").count(),
+        2,
+        "{}",
+        daemon.log_tail(40)
+    );
+}
