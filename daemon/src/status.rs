@@ -40,6 +40,9 @@ pub struct StatusReport {
     #[serde(default)]
     pub results: u64,
     pub spool_bytes: u64,
+    /// When the last instance from a scanner arrived, ms since the epoch.
+    #[serde(default)]
+    pub last_received_ms: Option<i64>,
     pub disk_total_bytes: u64,
     #[serde(default)]
     pub disk_used_bytes: u64,
@@ -107,13 +110,14 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
     // the report contradict itself).
     let snapshot = conn.unchecked_transaction()?;
     let conn = &*snapshot;
-    let (instances, results, spool_bytes): (i64, i64, i64) = conn.query_row(
-        "SELECT coalesce(sum(calling_ae != ?1), 0), coalesce(sum(calling_ae = ?1), 0),
-                coalesce(sum(record_len), 0)
-         FROM instances",
-        [crate::results::OWN_AE],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    let (instances, results, spool_bytes, last_received_ms): (i64, i64, i64, Option<i64>) = conn
+        .query_row(
+            "SELECT coalesce(sum(calling_ae != ?1), 0), coalesce(sum(calling_ae = ?1), 0),
+                    coalesce(sum(record_len), 0), max(CASE WHEN calling_ae != ?1 THEN received_at END)
+             FROM instances",
+            [crate::results::OWN_AE],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
     let now = now_ms();
     let mut destinations = Vec::new();
     {
@@ -184,6 +188,7 @@ pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
         instances: instances as u64,
         results: results as u64,
         spool_bytes: spool_bytes as u64,
+        last_received_ms,
         disk_total_bytes: disk.total_bytes,
         disk_used_bytes: disk.used_bytes,
         disk_available_bytes: disk.available_bytes,

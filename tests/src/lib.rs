@@ -29,7 +29,7 @@ pub use paths::{
     demo_bundle, firstlookd_bin, free_port, ort_dylib, py_script, release_bin, scratch, Scratch,
 };
 pub use peers::{Orthanc, PyPacs, StoreScp};
-pub use process::{last_lines, python, run_cmd, tail, tool, CmdOutput, Proc};
+pub use process::{last_lines, proc_status, python, run_cmd, tail, tool, CmdOutput, Proc};
 pub use scanners::{
     epoch_ms, probe_association, pynetdicom_send, raw_dimse, storescu, storescu_successes,
     storescu_timed, Probe, RawResult, RawStep,

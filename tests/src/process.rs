@@ -214,3 +214,16 @@ impl Drop for Proc {
         }
     }
 }
+
+/// The values of one field of `/proc/<pid>/status` (e.g. `Uid:`, `VmHWM:`).
+pub fn proc_status(pid: u32, field: &str) -> Vec<String> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in\n{status}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}

@@ -9,14 +9,8 @@ use std::time::Duration;
 use firstlook_e2e::*;
 
 fn peak_rss_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .expect("VmHWM")
-        / 1024
+    let kib: u64 = proc_status(pid, "VmHWM:")[0].parse().unwrap();
+    kib / 1024
 }
 
 fn json_line(text: &str, key: &str) -> serde_json::Value {

@@ -15,13 +15,8 @@ fn privileged_port() -> u16 {
 }
 
 fn ids(pid: u32, field: &str) -> Vec<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in\n{status}"))
-        .split_whitespace()
-        .skip(1)
+    proc_status(pid, field)
+        .iter()
         .map(|v| v.parse().unwrap())
         .collect()
 }

@@ -310,25 +310,8 @@ pub async fn thumbnail(
 
 /// The status bar: no patient data, so no login needed.
 pub async fn status(State(panel): State<Arc<Panel>>) -> Response {
-    let dir = panel.spool.dir().to_path_buf();
-    let found = tokio::task::spawn_blocking(move || {
-        let report = crate::status::report(&dir).map_err(|e| e.to_string())?;
-        let conn = crate::spool::open_read_only(&crate::spool::index_path(&dir))
-            .map_err(|e| e.to_string())?;
-        let last: Option<i64> = conn
-            .query_row(
-                "SELECT max(received_at) FROM instances WHERE calling_ae != ?1",
-                [crate::results::OWN_AE],
-                |r| r.get(0),
-            )
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((report, last))
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    let (report, last_received_ms) = match found {
-        Ok(x) => x,
+    let report = match super::report(&panel).await {
+        Ok(r) => r,
         Err(e) => return internal(e),
     };
     let destinations: Vec<_> = report
@@ -365,7 +348,7 @@ pub async fn status(State(panel): State<Arc<Panel>>) -> Response {
             "available_bytes": report.disk_available_bytes,
             "refusing": panel.spool.watermarks().refusing(),
         },
-        "last_received_ms": last_received_ms,
+        "last_received_ms": report.last_received_ms,
         "instances": report.instances,
     }))
     .into_response()

@@ -39,7 +39,7 @@ struct Session {
     last_active: Instant,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Attempts {
     failures: u32,
     since: Instant,
@@ -129,18 +129,15 @@ impl Auth {
                 attempts.clear();
             }
         }
-        let a = attempts.entry(ip).or_insert(Attempts {
+        let fresh = Attempts {
             failures: 0,
             since: now,
             locked_until: None,
-        });
+        };
+        let a = attempts.entry(ip).or_insert(fresh);
         let lock_over = a.locked_until.is_some_and(|t| t <= now);
         if lock_over || now.duration_since(a.since) > WINDOW {
-            *a = Attempts {
-                failures: 0,
-                since: now,
-                locked_until: None,
-            };
+            *a = fresh;
         }
         a.failures += 1;
         if a.failures >= MAX_FAILURES {

@@ -10,6 +10,14 @@ use crate::inference::store;
 use crate::spool::IndexError;
 use crate::triage::Decision;
 
+/// Decision log rows (id, JSON record) as decisions; a record that no
+/// longer reads is left out.
+fn decoded(rows: Vec<(i64, String)>) -> Vec<(i64, Decision)> {
+    rows.into_iter()
+        .filter_map(|(id, json)| serde_json::from_str(&json).ok().map(|d| (id, d)))
+        .collect()
+}
+
 /// At most `limit` decisions after `after` in log order, or without it
 /// (or with an id the log never reached: another spool) the newest `first`
 /// (oldest first).
@@ -34,10 +42,7 @@ pub fn decisions_after(
         .prepare_cached("SELECT id, record FROM decisions WHERE id > ?1 ORDER BY id LIMIT ?2")?
         .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, json)| serde_json::from_str(&json).ok().map(|d| (id, d)))
-        .collect())
+    Ok(decoded(rows))
 }
 
 const FEEDBACK_SCHEMA: &str = "
@@ -217,10 +222,7 @@ pub fn history(conn: &Connection, f: &HistoryFilter) -> Result<Vec<(i64, Decisio
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?
         .collect::<Result<_, _>>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, json)| serde_json::from_str(&json).ok().map(|d| (id, d)))
-        .collect())
+    Ok(decoded(rows))
 }
 
 /// One decision from the log.
@@ -268,14 +270,13 @@ pub fn heatmap(conn: &Connection, id: i64) -> Result<Heatmap, IndexError> {
         Some((None, ..)) => return Ok(Heatmap::None),
         Some((Some(uid), first, last)) => (uid, first, last),
     };
-    let batch: Vec<(i64, Decision)> = conn
+    let batch: Vec<(i64, String)> = conn
         .prepare_cached("SELECT id, record FROM decisions WHERE id BETWEEN ?1 AND ?2")?
         .query_map(params![first, last], |r| {
             Ok((r.get(0)?, r.get::<_, String>(1)?))
         })?
-        .filter_map(|r| r.ok())
-        .filter_map(|(i, json)| serde_json::from_str(&json).ok().map(|d| (i, d)))
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
+    let batch = decoded(batch);
     let shown = crate::results::strongest_by(&batch, |(_, d)| (d.score, d.threshold, d.outcome));
     Ok(match shown {
         Some((i, _)) if *i == id => Heatmap::Shown(uid),
