@@ -28,6 +28,88 @@ pub struct Config {
     pub results: Results,
     #[serde(default)]
     pub panel: Panel,
+    #[serde(default)]
+    pub audit: Audit,
+    /// Where this configuration came from (for the audit trail).
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+/// The file a configuration was read from and its SHA-256.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// The audit trail (IHE ATNA style): a local file of RFC 5424 lines, and
+/// optionally the hospital's audit repository over TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `audit.log` in the spool folder when not given.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// The file is rotated past this size; `keep_files` rotated ones stay.
+    #[serde(default = "default_audit_file_mb")]
+    pub max_file_mb: Bounded<1, 1024>,
+    #[serde(default = "default_audit_keep")]
+    pub keep_files: Bounded<1, 100>,
+    /// AuditEnterpriseSiteID: the hospital, as its audit repository knows it.
+    #[serde(default)]
+    pub enterprise_site_id: Option<String>,
+    #[serde(default)]
+    pub syslog_tls: Option<AuditSyslog>,
+}
+
+/// An audit repository taking syslog over TLS (RFC 5425).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSyslog {
+    /// host:port, e.g. "audit.hospital.example:6514".
+    pub address: PeerAddress,
+    /// PEM certificates of the CAs trusted to sign the repository's certificate.
+    pub ca_file: PathBuf,
+    /// The name its certificate carries, when not the address's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM certificate chain and key to present, when the repository asks.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+fn default_audit_file_mb() -> Bounded<1, 1024> {
+    Bounded(16)
+}
+
+fn default_audit_keep() -> Bounded<1, 100> {
+    Bounded(8)
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            enabled: true,
+            file: None,
+            max_file_mb: default_audit_file_mb(),
+            keep_files: default_audit_keep(),
+            enterprise_site_id: None,
+            syslog_tls: None,
+        }
+    }
+}
+
+impl Audit {
+    /// The audit file: the configured one, else `audit.log` in the spool folder.
+    pub fn file_in(&self, spool_dir: &Path) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| crate::audit::default_file(spool_dir))
+    }
 }
 
 /// The technologist's panel (web page, live feed, /healthz, /metrics).
@@ -649,6 +731,12 @@ impl PeerAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The host part, without the brackets of an IPv6 literal.
+    pub fn host(&self) -> &str {
+        let host = self.0.rsplit_once(':').map_or(self.0.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 impl fmt::Display for PeerAddress {
@@ -738,6 +826,13 @@ impl Config {
         })?;
         let mut config = Config::parse(&text, &path.display().to_string())?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.source = ConfigSource {
+            path: std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
+        };
         Ok(config)
     }
 
@@ -758,6 +853,13 @@ impl Config {
             ))));
         panel.tls_cert = panel.tls_cert.as_deref().map(beside);
         panel.tls_key = panel.tls_key.as_deref().map(beside);
+        let audit = &mut self.audit;
+        audit.file = audit.file.as_deref().map(beside);
+        if let Some(s) = &mut audit.syslog_tls {
+            s.ca_file = beside(&s.ca_file);
+            s.client_cert = s.client_cert.as_deref().map(beside);
+            s.client_key = s.client_key.as_deref().map(beside);
+        }
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
@@ -851,6 +953,16 @@ impl Config {
                 "set tls_cert and tls_key under [panel] (a provisioned certificate), or listen on 127.0.0.1",
             ));
         }
+        if let Some(s) = &self.audit.syslog_tls {
+            if s.client_cert.is_some() != s.client_key.is_some() {
+                let p = places.audit.and_then(|a| a.syslog_tls).unwrap_or_default();
+                return Err(at(
+                    p.client_cert.or(p.client_key).map(|v| v.span()),
+                    "client_cert and client_key go together".into(),
+                    "give both the client certificate chain and its private key (PEM files), or neither",
+                ));
+            }
+        }
         for (i, d) in self.destinations.iter().enumerate() {
             if self.destinations[..i].iter().any(|o| o.name == d.name) {
                 return Err(at(
@@ -911,6 +1023,11 @@ impl Config {
             triage: Triage::default(),
             results: Results::default(),
             panel: Panel::default(),
+            audit: Audit::default(),
+            source: ConfigSource {
+                path: "(embedded defaults)".into(),
+                sha256: String::new(),
+            },
         }
     }
 
@@ -944,6 +1061,18 @@ struct Places {
     #[serde(default)]
     destinations: Vec<DestinationPlaces>,
     panel: Option<PanelPlaces>,
+    audit: Option<AuditPlaces>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditPlaces {
+    syslog_tls: Option<AuditSyslogPlaces>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditSyslogPlaces {
+    client_cert: Option<toml::Spanned<toml::Value>>,
+    client_key: Option<toml::Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::audit::{self, AuditLog, Event};
 use crate::config::Config;
 use crate::forward;
 use crate::inference::{self, DecisionEvent, Events};
@@ -29,6 +30,9 @@ pub enum StartError {
     /// Started as root, it could not become `node.run_as`.
     #[error(transparent)]
     Privileges(#[from] crate::privileges::PrivilegeError),
+    /// The audit trail could not be started.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// A running firstlookd.
@@ -39,6 +43,7 @@ pub struct Daemon {
     pub spool: Arc<Spool>,
     pub recovery: RecoveryReport,
     events: Events,
+    audit: AuditLog,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -81,17 +86,28 @@ impl Daemon {
             duplicates = recovery.duplicates,
             torn_bytes = recovery.torn_bytes
         );
+        let audit = AuditLog::start(&config)?;
+        audit.record(Event::ApplicationStart);
+        if !config.source.sha256.is_empty() {
+            audit::note_config(
+                &audit,
+                &config.node.spool_dir,
+                &config.source.path,
+                &config.source.sha256,
+            );
+        }
         if config.destinations.is_empty() {
             tracing::warn!(message = "no [[destinations]] configured: images are kept in the spool and forwarded nowhere");
         }
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let ingest = Ingest::new(Arc::clone(&config), Arc::clone(&spool));
+        let ingest = Ingest::new(Arc::clone(&config), Arc::clone(&spool), audit.clone());
         tasks.push(tokio::spawn(ingest.serve(listener, rx.clone())));
         tasks.extend(forward::spawn_workers(
             Arc::clone(&config),
             Arc::clone(&spool),
             rx.clone(),
+            audit.clone(),
         ));
         tasks.push(tokio::spawn(watch_disk(Arc::clone(&spool), rx.clone())));
         tasks.push(tokio::spawn(retire(
@@ -102,8 +118,12 @@ impl Daemon {
         let events = inference::events();
         let mut panel_addr = None;
         if let Some(socket) = panel_socket {
-            let panel =
-                crate::panel::Panel::new(Arc::clone(&config), Arc::clone(&spool), events.clone());
+            let panel = crate::panel::Panel::new(
+                Arc::clone(&config),
+                Arc::clone(&spool),
+                events.clone(),
+                audit.clone(),
+            );
             if let Some((addr, task)) = crate::panel::start(panel, socket, rx.clone()).await {
                 panel_addr = Some(addr);
                 tasks.push(task);
@@ -116,6 +136,7 @@ impl Daemon {
                     Arc::clone(&spool),
                     events.clone(),
                     rx.clone(),
+                    &audit,
                 )
                 .await,
             );
@@ -132,6 +153,7 @@ impl Daemon {
             spool,
             recovery,
             events,
+            audit,
             shutdown,
             tasks,
         })
@@ -154,6 +176,8 @@ impl Daemon {
         while Arc::strong_count(&self.spool) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        self.audit.record(Event::ApplicationStop);
+        self.audit.flush().await;
     }
 }
 

@@ -2,6 +2,7 @@
 //! them to PACS. See ARCHITECTURE.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bundle;
 pub mod config;
 pub mod daemon;
@@ -10,11 +11,13 @@ pub mod dead_letters;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dimse;
+pub mod durable;
 pub mod forward;
 pub mod inference;
 pub mod ingest;
 pub mod model;
 pub mod panel;
+pub mod pem;
 pub mod privileges;
 pub mod results;
 /// DICOM pixel decoding lives in the kernels; the daemon's name for it.

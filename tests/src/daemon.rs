@@ -53,6 +53,8 @@ pub struct DaemonConfig {
     pub panel: String,
     /// More lines of the `[node]` table.
     pub node: String,
+    /// Appended to the file as is (further tables).
+    pub extra: String,
     /// Environment variables for the daemon process.
     pub env: Vec<(String, String)>,
 }
@@ -75,6 +77,7 @@ impl DaemonConfig {
             results: "mode = \"shadow\"\n".into(),
             panel: String::new(),
             node: String::new(),
+            extra: String::new(),
             env: Vec::new(),
         }
     }
@@ -159,6 +162,7 @@ impl DaemonConfig {
             "\n[panel]\nlisten = \"127.0.0.1:{}\"\n{}",
             self.panel_port, self.panel
         ));
+        s.push_str(&self.extra);
         s
     }
 }
@@ -248,6 +252,19 @@ impl Daemon {
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn("firstlookd", &mut cmd, &self.log_path));
         ready_before
+    }
+
+    /// SIGTERM, and waits for the daemon to shut down by itself.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut proc = self.proc.take().expect("daemon running");
+        let pid = proc.pid().expect("pid") as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        proc.wait_exit(Duration::from_secs(60))
+            .expect("firstlookd exits within 60 s of SIGTERM")
     }
 
     /// SIGKILL: no shutdown, no flush.

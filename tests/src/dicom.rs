@@ -46,6 +46,19 @@ pub struct DicomFile {
 }
 
 impl DicomFile {
+    /// A text element of the data set (padding trimmed), if present.
+    pub fn text(&self, tag: dicom_object::Tag) -> Option<String> {
+        let obj = dicom_object::open_file(&self.path).ok()?;
+        let v = obj.element(tag).ok()?.to_str().ok()?;
+        Some(v.trim_end_matches(['\0', ' ']).to_string())
+    }
+
+    /// The Study Instance UID; panics if there is none.
+    pub fn study_uid(&self) -> String {
+        self.text(dicom_object::Tag(0x0020, 0x000D))
+            .unwrap_or_else(|| panic!("{}: no Study Instance UID", self.path.display()))
+    }
+
     /// Reads a Part-10 file; panics with the path if it is not one.
     pub fn read(path: &Path) -> DicomFile {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));

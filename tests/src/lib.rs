@@ -9,11 +9,13 @@
 mod browser;
 mod daemon;
 mod dicom;
+mod http;
 pub mod metrics;
 mod paths;
 mod peers;
 mod process;
 mod scanners;
+mod tls;
 mod wait;
 
 pub use browser::{browser_dir, Browser};
@@ -25,6 +27,7 @@ pub use dicom::{
     DicomFile,
 };
 pub use firstlook_phantom::{write_study, Finding, Kind, StudySpec};
+pub use http::{http, json_post};
 pub use paths::{
     demo_bundle, firstlookd_bin, free_port, ort_dylib, py_script, release_bin, scratch, Scratch,
 };
@@ -34,7 +37,8 @@ pub use scanners::{
     epoch_ms, probe_association, pynetdicom_send, raw_dimse, storescu, storescu_successes,
     storescu_timed, Probe, RawResult, RawStep,
 };
-pub use wait::wait_until;
+pub use tls::Pki;
+pub use wait::{port_open, wait_until};
 
 /// DCMTK tools, by absolute path: pynetdicom installs console scripts with
 /// the same names that shadow them on PATH.

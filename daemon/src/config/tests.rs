@@ -218,3 +218,47 @@ fn panel_paths_are_relative_to_the_configuration_file() {
         Some(std::path::Path::new("/etc/k.pem"))
     );
 }
+
+#[test]
+fn the_audit_trail_is_on_by_default_beside_the_spool_and_its_tls_settings_are_checked() {
+    let c = Config::parse(GOOD, "t.toml").unwrap();
+    assert!(c.audit.enabled);
+    assert_eq!(
+        c.audit.file_in(&c.node.spool_dir),
+        c.node.spool_dir.join("audit.log")
+    );
+    let text = format!(
+        "{GOOD}\n[audit.syslog_tls]\naddress = \"audit.example:6514\"\nca_file = \"ca.pem\"\nclient_cert = \"c.pem\"\n"
+    );
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 20, "{msg}");
+    assert!(msg.contains("go together"), "{msg}");
+    let text =
+        format!("{GOOD}\n[audit.syslog_tls]\naddress = \"audit.example\"\nca_file = \"ca.pem\"\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 18, "{msg}");
+    assert!(msg.contains("host:port"), "{msg}");
+    let text = format!("{GOOD}\n[audit]\nsyslog = \"x\"\n");
+    let (_, _, msg) = error_of(&text);
+    assert!(msg.contains("unknown field"), "{msg}");
+}
+
+#[test]
+fn audit_paths_are_relative_to_the_configuration_file_and_its_hash_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("firstlook.toml");
+    let text = format!(
+        "{GOOD}\n[audit]\nfile = \"log/audit.log\"\n[audit.syslog_tls]\naddress = \"[::1]:6514\"\nca_file = \"ca.pem\"\n"
+    );
+    std::fs::write(&file, &text).unwrap();
+    let c = Config::load(&file).unwrap();
+    assert_eq!(
+        c.audit.file_in(&c.node.spool_dir),
+        dir.path().join("log/audit.log")
+    );
+    let tls = c.audit.syslog_tls.as_ref().unwrap();
+    assert_eq!(tls.ca_file, dir.path().join("ca.pem"));
+    assert_eq!(tls.address.host(), "::1");
+    assert_eq!(c.source.sha256.len(), 64);
+    assert!(c.source.path.ends_with("firstlook.toml"));
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::audit::{AuditLog, Event, Outcome, Studies};
 use crate::config::{Config, Destination};
 use crate::dataset::Encoding;
 use crate::dimse::{Priority, Status, StatusClass};
@@ -42,6 +43,7 @@ pub fn spawn_workers(
     config: Arc<Config>,
     spool: Arc<Spool>,
     shutdown: watch::Receiver<bool>,
+    audit: AuditLog,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     config
         .destinations
@@ -54,6 +56,7 @@ pub fn spawn_workers(
                 spool: Arc::clone(&spool),
                 name: Arc::from(dest.name.as_str()),
                 dest,
+                audit: audit.clone(),
             };
             let shutdown = shutdown.clone();
             tokio::spawn(async move { worker.run(shutdown).await }.instrument(span))
@@ -67,6 +70,7 @@ struct Worker {
     /// The destination's name, moved into index jobs without copying.
     name: Arc<str>,
     dest: Destination,
+    audit: AuditLog,
 }
 
 impl Worker {
@@ -175,6 +179,14 @@ impl Worker {
             Ok((scu, _)) => scu,
             Err(e) => {
                 tracing::warn!(message = "cannot open an association to the destination", error = %e, pending = batch.len());
+                let mut attempted = Studies::default();
+                for q in &batch {
+                    attempted.add(q.study_uid.as_deref(), &q.sop_class_uid);
+                }
+                self.audit_sent(
+                    attempted,
+                    Outcome::MinorFailure(format!("cannot open an association: {e}")),
+                );
                 self.retry_all(&batch, None, &e.to_string()).await;
                 return;
             }
@@ -184,12 +196,17 @@ impl Worker {
             .map(|(abs, ts)| (abs.clone(), ts[0].clone()))
             .collect();
         let mut delivered = 0usize;
+        let mut studies = Studies::default();
         loop {
-            match self.send_all(&mut scu, &batch).await {
+            match self.send_all(&mut scu, &batch, &mut studies).await {
                 Ok(n) => delivered += n,
                 Err(e) => {
                     tracing::warn!(message = "association to the destination failed", error = %e, delivered);
                     scu.abort().await;
+                    self.audit_sent(
+                        studies,
+                        Outcome::MinorFailure(format!("association failed: {e}")),
+                    );
                     return;
                 }
             }
@@ -216,6 +233,19 @@ impl Worker {
             message = "association to the destination released",
             delivered
         );
+        if !studies.is_empty() {
+            self.audit_sent(studies, Outcome::Success);
+        }
+    }
+
+    fn audit_sent(&self, studies: Studies, outcome: Outcome) {
+        self.audit.record(Event::Sent {
+            destination: self.name.to_string(),
+            called_ae: self.dest.ae_title.as_str().to_string(),
+            address: self.dest.address.as_str().to_string(),
+            studies,
+            outcome,
+        });
     }
 
     fn read(&self, q: &Queued, mut buf: Vec<u8>) -> tokio::task::JoinHandle<Read> {
@@ -232,7 +262,12 @@ impl Worker {
     /// Sends a batch, reading each instance while the previous one is on the
     /// wire. Deliveries are recorded as they happen and all committed before
     /// returning, so the next look at the queue cannot send one twice.
-    async fn send_all(&self, scu: &mut StoreScu, batch: &[Queued]) -> Result<usize, ScuError> {
+    async fn send_all(
+        &self,
+        scu: &mut StoreScu,
+        batch: &[Queued],
+        studies: &mut Studies,
+    ) -> Result<usize, ScuError> {
         let mut marks = Vec::with_capacity(batch.len());
         let mut delivered = 0;
         // Two buffers: one on the wire, the next instance read into the other.
@@ -255,6 +290,7 @@ impl Worker {
             match sent {
                 Ok(Some(mark)) => {
                     delivered += 1;
+                    studies.add(q.study_uid.as_deref(), &q.sop_class_uid);
                     marks.push(mark);
                 }
                 Ok(None) => {}

@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::audit::{AuditLog, Event};
 use crate::bundle::{Bundle, Manifest, TrustStore};
 use crate::config::Triage as TriageConfig;
 use crate::model::{Model, Variant};
@@ -54,6 +55,34 @@ pub fn load_bundle(cfg: &TriageConfig) -> Result<Bundle, String> {
     }
 }
 
+/// Audits the bundle put to use when it is not last start's, or its refusal.
+fn audit_bundle(
+    audit: &AuditLog,
+    cfg: &TriageConfig,
+    spool_dir: &std::path::Path,
+    bundle: &Result<Bundle, String>,
+) {
+    let path = cfg.bundle.as_ref().map_or_else(
+        || "(embedded demo bundle)".to_string(),
+        |p| p.display().to_string(),
+    );
+    match bundle {
+        Ok(b) => {
+            let m = b.manifest();
+            let name = format!("{} {}", m.name, m.version);
+            crate::audit::note_bundle(audit, spool_dir, &path, &name, &b.sha256_hex());
+        }
+        Err(reason) => audit.record(Event::Bundle {
+            path,
+            name: String::new(),
+            sha256: String::new(),
+            previous: None,
+            rollback: false,
+            outcome: crate::audit::Outcome::SeriousFailure(reason.clone()),
+        }),
+    }
+}
+
 /// Starts triage beside ingest and forwarding. Loading the model happens on
 /// the inference threads, so start-up does not wait for it.
 pub async fn start(
@@ -61,12 +90,14 @@ pub async fn start(
     spool: Arc<Spool>,
     events: Events,
     shutdown: watch::Receiver<bool>,
+    audit: &AuditLog,
 ) -> Vec<JoinHandle<()>> {
     if let Err(e) = spool.index().call(store::init).await {
         tracing::error!(message = "triage cannot create its tables; triage is off", error = %e);
         return Vec::new();
     }
     let bundle = load_bundle(cfg);
+    audit_bundle(audit, cfg, spool.dir(), &bundle);
     let engine = crate::model::resolve(cfg.engine).as_str();
     let (manifest, info) = match &bundle {
         Ok(b) => {

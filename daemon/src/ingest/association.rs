@@ -10,6 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::policy::{self, AcceptedContext, Load};
 use super::store::{Incoming, StoreOutcome};
 use super::Ingest;
+use crate::audit::{Event, Outcome, Studies};
 use crate::dimse::{Command, CommandField, Fragment, Reassembler, Status};
 use crate::ul::{PduReader, PduWriter, Pdv, Received, WireError};
 
@@ -62,6 +63,11 @@ pub async fn run(
                 called_ae = %rq.called_ae_title.trim(),
                 why = rejected.why
             );
+            ingest.audit.record(Event::Association {
+                peer,
+                calling_ae: rq.calling_ae_title.trim().to_string(),
+                outcome: Outcome::MinorFailure(format!("association rejected: {}", rejected.why)),
+            });
             let _ = writer.send(&Pdu::AssociationRJ(rejected.rj)).await;
             // PS3.8 §9.1.3: the requestor closes the connection on receiving the
             // rejection; closing first risks it reading a reset, not the reason.
@@ -75,6 +81,11 @@ pub async fn run(
         return;
     }
     let calling_ae = rq.calling_ae_title.trim().to_string();
+    ingest.audit.record(Event::Association {
+        peer,
+        calling_ae: calling_ae.clone(),
+        outcome: Outcome::Success,
+    });
     tracing::info!(
         message = "association accepted",
         calling_ae = %calling_ae,
@@ -91,6 +102,7 @@ pub async fn run(
         incoming: None,
         stored: 0,
         failed: 0,
+        studies: Studies::default(),
         spool_writer: None,
     };
     let end = session.serve(&mut reader, &mut writer).await;
@@ -100,6 +112,18 @@ pub async fn run(
         stored = session.stored,
         failed = session.failed
     );
+    if session.stored + session.failed > 0 {
+        let outcome = match session.failed {
+            0 => Outcome::Success,
+            n => Outcome::MinorFailure(format!("{n} instances refused")),
+        };
+        ingest.audit.record(Event::Received {
+            peer,
+            calling_ae: session.calling_ae,
+            studies: session.studies,
+            outcome,
+        });
+    }
     drop(permit);
 }
 
@@ -122,6 +146,8 @@ struct Session {
     incoming: Option<Incoming>,
     stored: u64,
     failed: u64,
+    /// What was stored, for the audit trail.
+    studies: Studies,
     spool_writer: Option<crate::spool::InstanceWriter>,
 }
 
@@ -274,6 +300,9 @@ impl Session {
         }
         if Status(outcome.status).is_ok() {
             self.stored += 1;
+            if let Some(class) = &outcome.command.affected_sop_class {
+                self.studies.add(outcome.study_uid.as_deref(), class);
+            }
         } else {
             self.failed += 1;
         }

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::spool::Spool;
 
@@ -28,6 +29,7 @@ const HANDSHAKES: usize = 256;
 pub struct Ingest {
     pub config: Arc<Config>,
     pub spool: Arc<Spool>,
+    pub audit: AuditLog,
     /// Associations (counted once their request has arrived).
     slots: Arc<Semaphore>,
     handshakes: Arc<Semaphore>,
@@ -35,11 +37,12 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(config: Arc<Config>, spool: Arc<Spool>) -> Arc<Ingest> {
+    pub fn new(config: Arc<Config>, spool: Arc<Spool>, audit: AuditLog) -> Arc<Ingest> {
         let slots = Arc::new(Semaphore::new(config.node.max_associations.get() as usize));
         Arc::new(Ingest {
             config,
             spool,
+            audit,
             slots,
             handshakes: Arc::new(Semaphore::new(HANDSHAKES)),
             next_id: AtomicU64::new(1),

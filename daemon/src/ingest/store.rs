@@ -76,6 +76,8 @@ pub struct StoreOutcome {
     pub status: u16,
     pub comment: Option<String>,
     pub writer: Option<InstanceWriter>,
+    /// The data set's Study Instance UID, once it was read whole.
+    pub study_uid: Option<String>,
 }
 
 fn valid_uid(uid: &str) -> bool {
@@ -231,6 +233,7 @@ impl Incoming {
             command,
             state,
         } = self;
+        let mut study_uid = None;
         let (status, comment, writer) = match state {
             State::Failed {
                 status,
@@ -255,7 +258,12 @@ impl Incoming {
                             Some(format!("data set has odd length {received}")),
                         )
                     }
-                    Ok(()) => complete(&spool, &writer, scanner, &sop_class, &sop_instance).await,
+                    Ok(()) => {
+                        let (status, comment, study) =
+                            complete(&spool, &writer, scanner, &sop_class, &sop_instance).await;
+                        study_uid = study;
+                        (status, comment)
+                    }
                     Err(e) => {
                         tracing::error!(message = "spool write failed", error = %e);
                         let _ = writer.discard().await;
@@ -277,6 +285,7 @@ impl Incoming {
             status: status.0,
             comment,
             writer,
+            study_uid,
         }
     }
 }
@@ -287,7 +296,7 @@ async fn complete(
     scanner: Box<DatasetScanner>,
     sop_class: &str,
     sop_instance: &str,
-) -> (Status, Option<String>) {
+) -> (Status, Option<String>, Option<String>) {
     let summary = match scanner.finish() {
         Ok(s) => s,
         Err(e) => {
@@ -295,6 +304,7 @@ async fn complete(
             return (
                 Status::CANNOT_UNDERSTAND,
                 Some(format!("malformed data set: {e}")),
+                None,
             );
         }
     };
@@ -303,6 +313,7 @@ async fn complete(
         return (
             Status::DATASET_DOES_NOT_MATCH,
             Some("SOP Instance UID in the data set differs from the command".into()),
+            None,
         );
     }
     if summary.sop_class_uid.as_deref() != Some(sop_class) {
@@ -310,21 +321,24 @@ async fn complete(
         return (
             Status::DATASET_DOES_NOT_MATCH,
             Some("SOP Class UID in the data set differs from the command".into()),
+            None,
         );
     }
     let span = tracing::info_span!(
         "study",
         uid = summary.study_instance_uid.as_deref().unwrap_or("-")
     );
+    let study_uid = summary.study_instance_uid.clone();
     let record_summary = RecordSummary {
         study_instance_uid: summary.study_instance_uid,
         series_instance_uid: summary.series_instance_uid,
         modality: summary.modality,
         instance_number: summary.instance_number,
     };
-    seal_and_index(spool, writer, record_summary, sop_instance)
+    let (status, comment) = seal_and_index(spool, writer, record_summary, sop_instance)
         .instrument(span)
-        .await
+        .await;
+    (status, comment, study_uid)
 }
 
 async fn seal_and_index(

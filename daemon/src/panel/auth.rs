@@ -16,6 +16,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{users, Panel};
+use crate::audit::{AuditLog, Event, Outcome};
 
 pub const COOKIE: &str = "firstlook_session";
 /// Sent by the page on requests it makes by itself (fetching details for
@@ -37,6 +38,7 @@ struct Session {
     user: String,
     csrf: String,
     last_active: Instant,
+    ip: IpAddr,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +54,7 @@ pub struct Auth {
     checks: tokio::sync::Semaphore,
     idle: Duration,
     secure_cookie: bool,
+    audit: AuditLog,
 }
 
 fn random_token() -> String {
@@ -70,26 +73,34 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Auth {
-    pub fn new(idle: Duration, secure_cookie: bool) -> Auth {
+    pub fn new(idle: Duration, secure_cookie: bool, audit: AuditLog) -> Auth {
         Auth {
             sessions: Mutex::default(),
             attempts: Mutex::default(),
             checks: tokio::sync::Semaphore::new(CONCURRENT_CHECKS),
             idle,
             secure_cookie,
+            audit,
         }
     }
 
-    fn open(&self, user: &str) -> (String, Session) {
+    fn open(&self, user: &str, ip: IpAddr) -> (String, Session) {
         let s = Session {
             user: user.to_string(),
             csrf: random_token(),
             last_active: Instant::now(),
+            ip,
         };
         let token = random_token();
         let mut sessions = self.sessions.lock().expect("sessions lock");
         let idle = self.idle;
-        sessions.retain(|_, s| s.last_active.elapsed() < idle);
+        sessions.retain(|_, s| {
+            let live = s.last_active.elapsed() < idle;
+            if !live {
+                self.logged_out(s);
+            }
+            live
+        });
         sessions.insert(token.clone(), s.clone());
         (token, s)
     }
@@ -98,7 +109,9 @@ impl Auth {
         let mut sessions = self.sessions.lock().expect("sessions lock");
         let s = sessions.get_mut(token)?;
         if s.last_active.elapsed() >= self.idle {
-            sessions.remove(token);
+            if let Some(s) = sessions.remove(token) {
+                self.logged_out(&s);
+            }
             return None;
         }
         if active {
@@ -108,7 +121,25 @@ impl Auth {
     }
 
     fn close(&self, token: &str) {
-        self.sessions.lock().expect("sessions lock").remove(token);
+        let closed = self.sessions.lock().expect("sessions lock").remove(token);
+        if let Some(s) = closed {
+            self.logged_out(&s);
+        }
+    }
+
+    fn logged_out(&self, s: &Session) {
+        self.audit.record(Event::Logout {
+            user: s.user.clone(),
+            peer: Some(s.ip),
+        });
+    }
+
+    fn audit_login(&self, user: &str, ip: IpAddr, outcome: Outcome) {
+        self.audit.record(Event::Login {
+            user: user.to_string(),
+            peer: Some(ip),
+            outcome,
+        });
     }
 
     /// How long `ip` must still wait before trying again, if at all.
@@ -272,6 +303,11 @@ pub async fn login(
     let ip = peer.ip();
     if let Some(wait) = panel.auth.locked(ip) {
         tracing::warn!(message = "panel login refused: too many failures", %ip);
+        panel.auth.audit_login(
+            &c.user,
+            ip,
+            Outcome::MinorFailure("refused: too many failed logins from this address".into()),
+        );
         let secs = wait.as_secs().max(1);
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -299,8 +335,9 @@ pub async fn login(
     match ok {
         Ok(true) => {
             panel.auth.succeeded(ip);
-            let (token, s) = panel.auth.open(&user);
+            let (token, s) = panel.auth.open(&user, ip);
             tracing::info!(message = "panel login", user = %user, %ip);
+            panel.auth.audit_login(&user, ip, Outcome::Success);
             let body = Json(SessionInfo {
                 user: &s.user,
                 csrf: &s.csrf,
@@ -314,6 +351,11 @@ pub async fn login(
         }
         Ok(false) => {
             tracing::warn!(message = "panel login failed", %ip);
+            panel.auth.audit_login(
+                &user,
+                ip,
+                Outcome::MinorFailure("wrong user name or password".into()),
+            );
             (StatusCode::UNAUTHORIZED, "wrong user name or password").into_response()
         }
         Err(e) => {
@@ -358,13 +400,13 @@ mod tests {
 
     #[test]
     fn sessions_end_after_the_idle_time_and_background_requests_do_not_extend_them() {
-        let auth = Auth::new(Duration::from_millis(200), false);
-        let (token, _) = auth.open("tech");
+        let auth = Auth::new(Duration::from_millis(200), false, AuditLog::off());
+        let (token, _) = auth.open("tech", IpAddr::from([127, 0, 0, 1]));
         std::thread::sleep(Duration::from_millis(120));
         assert!(auth.find(&token, false).is_some());
         std::thread::sleep(Duration::from_millis(120));
         assert!(auth.find(&token, false).is_none(), "idle past the limit");
-        let (token, _) = auth.open("tech");
+        let (token, _) = auth.open("tech", IpAddr::from([127, 0, 0, 1]));
         std::thread::sleep(Duration::from_millis(120));
         assert!(auth.find(&token, true).is_some());
         std::thread::sleep(Duration::from_millis(120));
@@ -402,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_lockout_ends_and_old_failures_are_forgotten() {
-        let auth = Auth::new(Duration::from_secs(60), false);
+        let auth = Auth::new(Duration::from_secs(60), false, AuditLog::off());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..MAX_FAILURES {
             auth.failed(ip);
@@ -422,7 +464,7 @@ mod tests {
 
     #[test]
     fn an_address_is_locked_out_after_repeated_failures_and_a_success_clears_it() {
-        let auth = Auth::new(Duration::from_secs(60), false);
+        let auth = Auth::new(Duration::from_secs(60), false, AuditLog::off());
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..MAX_FAILURES - 1 {
             auth.failed(ip);
@@ -438,10 +480,10 @@ mod tests {
     #[test]
     fn cookies_are_http_only_strict_and_secure_under_tls() {
         assert_eq!(
-            Auth::new(Duration::from_secs(1), false).cookie("t", None),
+            Auth::new(Duration::from_secs(1), false, AuditLog::off()).cookie("t", None),
             "firstlook_session=t; Path=/; HttpOnly; SameSite=Strict"
         );
-        assert!(Auth::new(Duration::from_secs(1), true)
+        assert!(Auth::new(Duration::from_secs(1), true, AuditLog::off())
             .cookie("t", None)
             .ends_with("; Secure"));
     }

@@ -47,14 +47,19 @@ pub struct Panel {
 }
 
 impl Panel {
-    pub fn new(config: Arc<Config>, spool: Arc<Spool>, events: Events) -> Panel {
+    pub fn new(
+        config: Arc<Config>,
+        spool: Arc<Spool>,
+        events: Events,
+        audit: crate::audit::AuditLog,
+    ) -> Panel {
         let idle = Duration::from_secs(config.panel.idle_logout_minutes.get() * 60);
         let secure = config.panel.tls_cert.is_some();
         Panel {
             config,
             spool,
             events,
-            auth: auth::Auth::new(idle, secure),
+            auth: auth::Auth::new(idle, secure, audit),
             feedback: broadcast::channel(256).0,
             patients: Mutex::default(),
         }

@@ -7,8 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -21,31 +19,15 @@ const HANDSHAKES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read the panel certificate {path}: {reason}")]
-    Cert { path: String, reason: String },
-    #[error("cannot read the panel private key {path}: {reason}")]
-    Key { path: String, reason: String },
+    #[error("panel TLS: {0}")]
+    Pem(#[from] crate::pem::PemError),
     #[error("the panel certificate and key do not make a TLS server: {0}")]
     Config(String),
 }
 
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Cert {
-            path: cert.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Cert {
-            path: cert.display().to_string(),
-            reason: "no CERTIFICATE block in it".into(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let certs = crate::pem::certificates(cert)?;
+    let key = crate::pem::private_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -1,7 +1,6 @@
 //! The panel's users: one `name:argon2-PHC-hash` line each, in a file the
 //! daemon only reads. `firstlook-provision set-password` writes it.
 
-use std::io::Write;
 use std::path::Path;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -103,28 +102,7 @@ pub fn set_password(path: &Path, user: &str, password: &str) -> Result<(), Users
     }
     text.push_str(&line);
     text.push('\n');
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir).map_err(io(path))?;
-    tmp.1.write_all(text.as_bytes()).map_err(io(path))?;
-    tmp.1.sync_all().map_err(io(path))?;
-    std::fs::rename(&tmp.0, path).map_err(io(path))?;
-    Ok(())
-}
-
-/// A new file only this user can read, under a name nobody could have
-/// placed beforehand.
-fn tempfile_in(dir: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
-    let name = dir.join(format!(".panel-users.{}.tmp", hex::encode(nonce)));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&name)?;
-    Ok((name, file))
+    crate::durable::replace(path, text.as_bytes(), 0o600).map_err(io(path))
 }
 
 #[cfg(test)]

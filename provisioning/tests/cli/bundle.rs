@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use firstlook::bundle::{Bundle, PublicKey, TrustStore};
 
-const STAGING_MANIFEST: &str = include_str!("../../daemon/src/bundle/testdata/manifest.toml");
+const STAGING_MANIFEST: &str = include_str!("../../../daemon/src/bundle/testdata/manifest.toml");
 const MODEL: &[u8] = b"\x08\x07not really an onnx model, but bytes all the same";
 
 fn provision(args: &[&str]) -> Output {

@@ -311,14 +311,7 @@ fn reports_and_heatmaps_reach_orthanc_valid_and_readable_by_other_stacks() {
 
     // Orthanc: each study holds its originals plus an SR and a heatmap series.
     for (files, modality) in [(&positive, "CR"), (&ct, "CT")] {
-        let obj = dicom_object::open_file(&files[0].path).unwrap();
-        let study = obj
-            .element(dicom_object::Tag(0x0020, 0x000D))
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .trim_end_matches('\0')
-            .to_string();
+        let study = files[0].study_uid();
         let studies = pacs.get("/studies?expand");
         let s = studies
             .as_array()

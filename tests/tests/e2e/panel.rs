@@ -30,7 +30,6 @@ fn event_ids(body: &str) -> Vec<i64> {
 }
 
 fn phi_of(file: &DicomFile) -> Vec<String> {
-    let obj = dicom_object::open_file(&file.path).unwrap();
     let mut phi = vec![file.sop_instance_uid.clone()];
     for tag in [
         dicom_object::Tag(0x0010, 0x0010),
@@ -38,15 +37,8 @@ fn phi_of(file: &DicomFile) -> Vec<String> {
         dicom_object::Tag(0x0008, 0x0050),
         dicom_object::Tag(0x0020, 0x000D),
     ] {
-        if let Ok(e) = obj.element(tag) {
-            let v = e
-                .to_str()
-                .unwrap()
-                .trim_end_matches(['\0', ' '])
-                .to_string();
-            if !v.is_empty() {
-                phi.push(v);
-            }
+        if let Some(v) = file.text(tag).filter(|v| !v.is_empty()) {
+            phi.push(v);
         }
     }
     phi
@@ -235,38 +227,6 @@ fn the_feed_pushes_decisions_and_resumes_from_last_event_id_across_a_restart() {
     assert!(page.stdout.contains("not for clinical use"), "{page}");
     daemon.wait_settled(3, SETTLE);
     assert_eq!(pacs.received().len(), 3);
-}
-
-/// curl with a cookie jar, returning status line, headers and body.
-fn http(url: &str, jar: &std::path::Path, args: &[&str]) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-i", "--max-time", "15", "-b"])
-        .arg(jar)
-        .arg("-c")
-        .arg(jar)
-        .args(args)
-        .arg(url);
-    let out = run_cmd(&mut cmd, Duration::from_secs(45));
-    let code = out
-        .stdout
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status from {url}: {out}"));
-    (code, out.stdout)
-}
-
-fn json_post<'a>(body: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "-X",
-        "POST",
-        "-H",
-        "content-type: application/json",
-        "-d",
-        body,
-    ];
-    v.extend_from_slice(extra);
-    v
 }
 
 const USER: &str = "tech1";

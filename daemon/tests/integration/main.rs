@@ -1,0 +1,7 @@
+//! The daemon's integration tests, one module per area, in one test binary.
+
+mod demo;
+mod demo_bundle;
+mod disk_full;
+mod hostile_input;
+mod spool_invariants;

@@ -1,0 +1,4 @@
+//! `firstlook-provision`, run as the field engineer would, in one test binary.
+
+mod bundle;
+mod password;
