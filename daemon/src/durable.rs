@@ -26,6 +26,9 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        if let Some(fault) = crate::failpoints::hit("durable-rename") {
+            return Err(fault.io_error());
+        }
         std::fs::rename(&tmp, path)
     })();
     if written.is_err() {
@@ -58,5 +61,21 @@ mod tests {
         let path = dir.path().join("absent").join("state");
         assert!(replace(&path, b"x", 0o600).is_err());
         assert!(!path.exists());
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn a_failed_rename_leaves_the_old_file_whole_and_no_temporary() {
+        use crate::failpoints::{arm, Fault};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("panel-users");
+        std::fs::write(&path, "old").unwrap();
+        let armed = arm("durable-rename", Fault::Errno(nix::libc::EIO), 1);
+        let err = replace(&path, b"new", 0o600).unwrap_err();
+        assert_eq!(armed.left("durable-rename"), 0);
+        drop(armed);
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EIO));
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -12,6 +12,7 @@ pub mod dead_letters;
 pub mod demo;
 pub mod dimse;
 pub mod durable;
+pub mod failpoints;
 pub mod forward;
 pub mod inference;
 pub mod ingest;

@@ -84,6 +84,9 @@ pub fn delivered(
     comment: Option<&str>,
     now_ms: i64,
 ) -> Result<(), IndexError> {
+    if let Some(fault) = crate::failpoints::hit("forward-record") {
+        return Err(fault.sqlite_error().into());
+    }
     tx.execute(
         "UPDATE deliveries SET state='delivered', attempts=attempts+1, last_status=?3, reason=?4, done_at=?5
          WHERE instance_id=?1 AND destination=?2",

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::record::StoredRecord;
+use crate::failpoints;
 
 /// Why the index failed.
 #[derive(Debug, thiserror::Error)]
@@ -381,7 +382,13 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
         }
         completions.push(completion);
     }
-    let commit = tx.commit();
+    let commit = match failpoints::hit("index-commit") {
+        Some(fault) => {
+            drop(tx);
+            Err(fault.sqlite_error())
+        }
+        None => tx.commit(),
+    };
     let err = commit.as_ref().err();
     for c in completions {
         c(err);

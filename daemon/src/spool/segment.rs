@@ -6,6 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::record::{self, StoredRecord, BODY_LEN_AT};
+use crate::failpoints::{self, Fault};
 
 /// Start background writeback once this much is written but not yet synced,
 /// so that the final fdatasync only has the tail left to flush.
@@ -62,6 +63,15 @@ impl SegmentFile {
     }
 
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match failpoints::hit("spool-append") {
+            Some(Fault::ShortWrite) => {
+                self.file
+                    .write_all_at(&bytes[..bytes.len() / 2], self.len)?;
+                return Err(Fault::ShortWrite.io_error());
+            }
+            Some(fault) => return Err(fault.io_error()),
+            None => {}
+        }
         self.file.write_all_at(bytes, self.len)?;
         self.len += bytes.len() as u64;
         if self.len - self.written_back_to >= WRITEBACK_CHUNK {
@@ -98,6 +108,9 @@ impl SegmentFile {
         self.append(trailer)?;
         self.file
             .write_all_at(&body_len.to_le_bytes(), offset + BODY_LEN_AT)?;
+        if let Some(fault) = failpoints::hit("spool-fsync") {
+            return Err(fault.io_error());
+        }
         self.file.sync_data()?;
         self.written_back_to = self.len;
         Ok(())

@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use firstlook::config::Config;
-use firstlook::daemon::Daemon;
-use firstlook::dimse::Priority;
-use firstlook::forward::scu::{ScuError, ScuOptions, StoreScu};
-use firstlook::spool::part10;
+use firstlook::forward::scu::ScuError;
 use firstlook::status;
-use firstlook_phantom::{Instance, Kind, StudySpec};
+
+use crate::common::{start_daemon, CtSeries};
 
 struct Tmpfs(PathBuf);
 
@@ -59,76 +56,6 @@ fn fill_leaving(dir: &Path, leave: u64) -> PathBuf {
     }
     f.set_len(written.saturating_sub(leave)).unwrap();
     path
-}
-
-/// A daemon on `spool` with the given watermarks, accepting CT01 from loopback.
-async fn start_daemon(spool: &Path, high: u8, low: u8) -> Daemon {
-    let text = format!(
-        "[node]\nae_title = \"FIRSTLOOK\"\nlisten = \"127.0.0.1:0\"\nspool_dir = \"{}\"\n\
-         [spool]\nhigh_watermark_percent = {high}\nlow_watermark_percent = {low}\n\
-         [[scanners]]\nae_title = \"CT01\"\nhosts = [\"127.0.0.1\"]\n",
-        spool.display()
-    );
-    Daemon::start(Config::parse(&text, "test.toml").unwrap())
-        .await
-        .unwrap()
-}
-
-/// A phantom CT series and how to send it.
-struct CtSeries {
-    instances: Vec<Instance>,
-    contexts: Vec<(String, Vec<String>)>,
-}
-
-impl CtSeries {
-    fn new(seed: u64, count: usize) -> CtSeries {
-        let instances =
-            firstlook_phantom::generate(&StudySpec::new(Kind::Ct, seed).with_count(count)).unwrap();
-        let first = &instances[0];
-        let contexts = vec![(
-            first.sop_class_uid.clone(),
-            vec![first.transfer_syntax_uid.clone()],
-        )];
-        CtSeries {
-            instances,
-            contexts,
-        }
-    }
-
-    async fn connect(&self, d: &Daemon) -> Result<StoreScu, ScuError> {
-        StoreScu::connect(&scu_options(d), &self.contexts)
-            .await
-            .map(|(scu, _)| scu)
-    }
-
-    /// Sends instance `i`: (status, error comment).
-    async fn store(&self, scu: &mut StoreScu, i: usize) -> (u16, Option<String>) {
-        let inst = &self.instances[i];
-        let (ctx, _) = scu
-            .context_for(&inst.sop_class_uid, &[inst.transfer_syntax_uid.as_str()])
-            .unwrap();
-        let at = part10::dataset_offset(&inst.file_bytes).unwrap();
-        scu.store(
-            ctx,
-            &inst.sop_class_uid,
-            &inst.sop_instance_uid,
-            &inst.file_bytes[at..],
-            Priority::Medium,
-        )
-        .await
-        .unwrap()
-    }
-}
-
-fn scu_options(d: &Daemon) -> ScuOptions {
-    ScuOptions {
-        address: d.listen_addr.to_string(),
-        calling_ae: "CT01".into(),
-        called_ae: "FIRSTLOOK".into(),
-        max_pdu: 65536,
-        connect_timeout: Duration::from_secs(5),
-        dimse_timeout: Duration::from_secs(30),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
