@@ -14,6 +14,7 @@ pub mod dimse;
 pub mod durable;
 pub mod failpoints;
 pub mod forward;
+pub mod fuzzing;
 pub mod inference;
 pub mod ingest;
 pub mod model;

@@ -99,12 +99,30 @@ impl From<rusqlite::Error> for StatusError {
     }
 }
 
+/// The spool's state, read beside a running daemon. A read that meets the
+/// daemon checkpointing or opening its index (SQLite I/O errors of a read-only
+/// connection racing the writer) is tried again a few times.
 pub fn report(spool_dir: &Path) -> Result<StatusReport, StatusError> {
     let path = index_path(spool_dir);
     if !path.exists() {
         return Err(StatusError::NoSpool(spool_dir.display().to_string()));
     }
-    let conn = open_read_only(&path)?;
+    let mut tries = 0;
+    loop {
+        match report_once(spool_dir, &path) {
+            Err(StatusError::Index(IndexError::Sqlite(rusqlite::Error::SqliteFailure(e, _))))
+                if e.code == rusqlite::ErrorCode::SystemIoFailure && tries < 5 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn report_once(spool_dir: &Path, path: &Path) -> Result<StatusReport, StatusError> {
+    let conn = open_read_only(path)?;
     // One read transaction: every count below comes from the same snapshot
     // (a decision counted in one query and missing from the next would make
     // the report contradict itself).

@@ -67,6 +67,11 @@ def main() -> int:
         i = args.index("--abort-on")
         abort_on.add(args[i + 1])
         del args[i : i + 2]
+    # Every association request is rejected (A-ASSOCIATE-RJ, calling AE
+    # title not recognised): a PACS not yet configured for this box.
+    reject_associations = "--reject-associations" in args
+    if reject_associations:
+        args.remove("--reject-associations")
     port, ae_title, out = int(args[0]), args[1], args[2]
     counter = itertools.count()
     lock = threading.Lock()
@@ -104,6 +109,8 @@ def main() -> int:
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, ALL_TS)
     ae.add_supported_context(Verification)
+    if reject_associations:
+        ae.require_calling_aet = ["NOT-THIS-BOX"]
     server = ae.start_server(
         ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )

@@ -61,7 +61,7 @@ impl PduReader {
     /// Reads one PDU and decodes it fully (for association control).
     pub async fn read(&mut self, max_pdata: u32, timeout: Duration) -> Result<Pdu, WireError> {
         let (kind, body) = self.read_raw(max_pdata, timeout).await?;
-        decode_other(kind, &body)
+        decode_control(kind, &body)
     }
 
     /// Reads one PDU; P-DATA values come back as slices of one buffer.
@@ -76,7 +76,7 @@ impl PduReader {
         if kind == 0x04 {
             split_pdata(body).map(Received::PData)
         } else {
-            decode_other(kind, &body).map(Received::Other)
+            decode_control(kind, &body).map(Received::Other)
         }
     }
 
@@ -140,7 +140,8 @@ impl PduReader {
     }
 }
 
-fn decode_other(kind: u8, body: &[u8]) -> Result<Pdu, WireError> {
+/// Decodes a PDU other than P-DATA from its type and body.
+pub fn decode_control(kind: u8, body: &[u8]) -> Result<Pdu, WireError> {
     let mut whole = Vec::with_capacity(6 + body.len());
     whole.push(kind);
     whole.push(0);

@@ -5,5 +5,6 @@ mod demo;
 mod demo_bundle;
 mod disk_full;
 mod fault_injection;
+mod fuzz_corpus;
 mod hostile_input;
 mod spool_invariants;

@@ -187,15 +187,14 @@ async fn the_same_bytes_twice_are_stored_once() {
 async fn different_bytes_under_one_uid_keep_both_and_forward_only_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     // The sink is down while both versions arrive, so forwarding cannot
-    // race the second one.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // race the second one. Its port is held meanwhile by a listener that
+    // never answers (attempts time out after a second), so that no other
+    // test's peer can take it and accept the first version.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
     let spool = dir.path().join("spool");
     let dest = format!(
-        "[forward]\nretry_initial_secs = 1\nretry_max_secs = 1\n[[destinations]]\nname = \"sink\"\nae_title = \"SINK\"\naddress = \"127.0.0.1:{port}\"\n"
+        "[forward]\nretry_initial_secs = 1\nretry_max_secs = 1\nconnect_timeout_secs = 1\ndimse_timeout_secs = 1\n[[destinations]]\nname = \"sink\"\nae_title = \"SINK\"\naddress = \"127.0.0.1:{port}\"\n"
     );
     let instances = ct(5, 1);
     let i = &instances[0];
@@ -214,6 +213,7 @@ async fn different_bytes_under_one_uid_keep_both_and_forward_only_the_newest() {
     let mut sink_cfg = config(&sink_spool, "");
     sink_cfg.node.ae_title = "SINK".to_string().try_into().unwrap();
     sink_cfg.node.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    drop(holder);
     let sink = Daemon::start(sink_cfg).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

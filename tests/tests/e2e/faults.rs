@@ -526,3 +526,45 @@ fn a_slow_pacs_with_warnings_gets_everything_and_ingest_does_not_wait() {
         daemon.log_tail(40)
     );
 }
+
+/// A PACS that rejects every association (not yet configured for this box)
+/// for a while: the scanner's study is taken in full meanwhile, nothing is
+/// given up, and once the PACS accepts, everything arrives once, intact.
+#[test]
+fn a_pacs_refusing_associations_gets_everything_once_it_accepts_them() {
+    let dir = scratch("pacs-rejects");
+    let port = free_port();
+    let rejecting = PyPacs::start_args(dir.path(), port, &["--reject-associations".into()]);
+    let cfg = DaemonConfig::new()
+        .scanner("CT01", &["127.0.0.1"])
+        .destination(DestinationConfig::new("pacs", "PACS", port));
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let ct_dir = dir.path().join("ct");
+    let ct = phantom(&StudySpec::new(Kind::Ct, 3101).with_count(8), &ct_dir);
+    let out = storescu(daemon.port, "CT01", &["+sd"], &[ct_dir.as_path()]);
+    assert_eq!(storescu_successes(&out.stderr).len(), 8, "{out}");
+
+    wait_until(
+        Duration::from_secs(30),
+        "a rejected attempt in status",
+        |last| {
+            let s = daemon.status();
+            *last = s.summary();
+            let d = s.destination("pacs");
+            let rejected = d
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("rejected"));
+            (rejected && d.pending == 8 && d.dead == 0).then_some(())
+        },
+    );
+    drop(rejecting);
+
+    let mut pacs = PyPacs::start_args(dir.path(), port, &[]);
+    let status = daemon.wait_settled(8, Duration::from_secs(60));
+    let d = status.destination("pacs");
+    assert_eq!((d.delivered, d.dead), (8, 0), "{}", status.summary());
+    let received = pacs.received();
+    assert_delivered_identical(&ct, &received);
+    assert_eq!(duplicates(&received), Default::default());
+}

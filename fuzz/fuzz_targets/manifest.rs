@@ -1,0 +1,6 @@
+//! cargo-fuzz target: firstlook::fuzzing::manifest (see daemon/src/fuzzing.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    firstlook::fuzzing::manifest(data);
+});
