@@ -142,11 +142,8 @@ fn main() {
         b"[node]\nae_title = \"X\"\nlisten = \"127.0.0.1:1\"\nspool_dir = \"s\"\ncolour = 1\n",
     );
 
-    // The demo bundle's own manifest: the first member of its ustar archive.
-    let demo = firstlook::bundle::EMBEDDED_DEMO;
-    let size = std::str::from_utf8(&demo[124..135]).unwrap();
-    let size = usize::from_str_radix(size.trim_matches(['\0', ' ']), 8).unwrap();
-    write(&root, "manifest", "demo-manifest", &demo[512..512 + size]);
+    let demo = firstlook::bundle::Bundle::embedded_demo().unwrap();
+    write(&root, "manifest", "demo-manifest", demo.manifest_toml());
     let manifest = include_bytes!("../src/bundle/testdata/manifest.toml");
     write(&root, "manifest", "manifest", manifest);
     write(

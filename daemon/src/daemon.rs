@@ -65,17 +65,7 @@ impl Daemon {
             false => None,
         };
         crate::privileges::drop_to(config.node.run_as.as_deref(), &config.node.spool_dir)?;
-        let opts = SpoolOptions {
-            dir: config.node.spool_dir.clone(),
-            destinations: config
-                .destinations
-                .iter()
-                .map(|d| d.name.as_str().to_string())
-                .collect(),
-            segment_max_bytes: config.spool.segment_max_bytes(),
-            high_watermark_percent: config.spool.high_watermark_percent.get(),
-            low_watermark_percent: config.spool.low_watermark_percent.get(),
-        };
+        let opts = spool_options(&config);
         let (spool, recovery) = tokio::task::spawn_blocking(move || Spool::open(&opts))
             .await
             .expect("spool open task")?;
@@ -178,6 +168,21 @@ impl Daemon {
         }
         self.audit.record(Event::ApplicationStop);
         self.audit.flush().await;
+    }
+}
+
+/// The spool a configuration describes.
+pub(crate) fn spool_options(config: &Config) -> SpoolOptions {
+    SpoolOptions {
+        dir: config.node.spool_dir.clone(),
+        destinations: config
+            .destinations
+            .iter()
+            .map(|d| d.name.as_str().to_string())
+            .collect(),
+        segment_max_bytes: config.spool.segment_max_bytes(),
+        high_watermark_percent: config.spool.high_watermark_percent.get(),
+        low_watermark_percent: config.spool.low_watermark_percent.get(),
     }
 }
 

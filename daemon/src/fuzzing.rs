@@ -121,13 +121,7 @@ fn panel() -> &'static PanelUnderTest {
         config.node.spool_dir = dir.join("spool");
         config.panel.users_file = Some(dir.join("panel-users"));
         let router = runtime.block_on(async {
-            let opts = crate::spool::SpoolOptions {
-                dir: config.node.spool_dir.clone(),
-                destinations: Vec::new(),
-                segment_max_bytes: config.spool.segment_max_bytes(),
-                high_watermark_percent: 99,
-                low_watermark_percent: 98,
-            };
+            let opts = crate::daemon::spool_options(&config);
             let (spool, _) = crate::spool::Spool::open(&opts).expect("a spool for the panel");
             let panel = crate::panel::Panel::new(
                 Arc::new(config),

@@ -15,6 +15,7 @@ pub mod durable;
 pub mod failpoints;
 pub mod forward;
 pub mod fuzzing;
+pub mod host;
 pub mod inference;
 pub mod ingest;
 pub mod model;

@@ -82,6 +82,14 @@ impl DaemonConfig {
         }
     }
 
+    /// The common set-up: CT01 may send from loopback, and everything goes
+    /// to one PACS (`pacs`, AE title `PACS`) on `port`.
+    pub fn ct01_to_pacs(port: u16) -> Self {
+        Self::new()
+            .scanner("CT01", &["127.0.0.1"])
+            .destination(DestinationConfig::new("pacs", "PACS", port))
+    }
+
     pub fn scanner(mut self, ae_title: &str, hosts: &[&str]) -> Self {
         self.scanners.push((
             ae_title.into(),

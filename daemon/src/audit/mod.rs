@@ -59,12 +59,17 @@ pub struct Studies(pub BTreeMap<String, BTreeMap<String, u32>>);
 
 impl Studies {
     pub fn add(&mut self, study_uid: Option<&str>, sop_class_uid: &str) {
-        *self
-            .0
-            .entry(study_uid.unwrap_or("unknown").to_string())
-            .or_default()
-            .entry(sop_class_uid.to_string())
-            .or_default() += 1;
+        let study = study_uid.unwrap_or("unknown");
+        let classes = match self.0.get_mut(study) {
+            Some(c) => c,
+            None => self.0.entry(study.to_string()).or_default(),
+        };
+        match classes.get_mut(sop_class_uid) {
+            Some(n) => *n += 1,
+            None => {
+                classes.insert(sop_class_uid.to_string(), 1);
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -143,9 +148,7 @@ impl Source {
     pub fn of(config: &Config) -> Source {
         Source {
             ae_title: config.node.ae_title.as_str().to_string(),
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default(),
+            hostname: crate::host::name().unwrap_or_default(),
             pid: std::process::id(),
             site: config.audit.enterprise_site_id.clone(),
         }

@@ -177,6 +177,14 @@ impl Bundle {
         &self.manifest
     }
 
+    /// `manifest.toml` as it stands in the file (the first member).
+    pub fn manifest_toml(&self) -> &[u8] {
+        container::decode(&self.bytes)
+            .ok()
+            .and_then(|entries| entries.first().map(|e| e.data))
+            .unwrap_or_default()
+    }
+
     /// The contents of a listed file.
     pub fn file(&self, path: &str) -> Option<&[u8]> {
         let i = self.manifest.files.iter().position(|f| f.path == path)?;

@@ -89,11 +89,12 @@ pub async fn start(
         name: config.node.ae_title.as_str().to_string(),
         manufacturer: "firstlook project".into(),
         model_name: "firstlook edge appliance".into(),
-        serial: config.results.device_serial.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into())
-        }),
+        serial: config
+            .results
+            .device_serial
+            .clone()
+            .or_else(crate::host::name)
+            .unwrap_or_else(|| "unknown".into()),
         software_version: env!("CARGO_PKG_VERSION").into(),
     };
     let bundle = crate::inference::load_bundle(&config.triage);

@@ -141,9 +141,7 @@ fn login(daemon: &Daemon, jar: &Path, password: &str) -> (u16, String) {
 fn a_session_with_scanner_stranger_pacs_and_panel_is_audited() {
     let dir = scratch("audit");
     let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
-    let cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let cfg = DaemonConfig::ct01_to_pacs(pacs.port);
     let mut daemon = Daemon::start(dir.path(), &cfg);
 
     let ct_dir = dir.path().join("ct");

@@ -31,10 +31,7 @@ fn acknowledged_instances_survive_repeated_sigkills() {
     let mut below = |n: u64| rng.random_range(0..n);
     let dir = scratch("crash");
     let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
-    let cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs.port))
-        .retry_secs(1, 1);
+    let cfg = DaemonConfig::ct01_to_pacs(pacs.port).retry_secs(1, 1);
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let pool: Vec<DicomFile> = (0..8)
         .flat_map(|s| {

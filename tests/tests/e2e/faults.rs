@@ -20,9 +20,7 @@ const PACS_DOWN_FOR: Duration = Duration::from_secs(30);
 fn pacs_down_at_start_is_caught_up_once_it_is_up() {
     let dir = scratch("pacs-down");
     let pacs_port = free_port();
-    let cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs_port));
+    let cfg = DaemonConfig::ct01_to_pacs(pacs_port);
     let started = Instant::now();
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let ct = phantom(
@@ -103,9 +101,7 @@ fn pacs_down_at_start_is_caught_up_once_it_is_up() {
 fn sigkill_mid_transfer_loses_nothing_acknowledged() {
     let dir = scratch("kill9");
     let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
-    let cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let cfg = DaemonConfig::ct01_to_pacs(pacs.port);
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let ct_dir = dir.path().join("ct");
     let ct = phantom(&StudySpec::new(Kind::Ct, 3101).with_count(200), &ct_dir);
@@ -486,9 +482,7 @@ fn a_slow_pacs_with_warnings_gets_everything_and_ingest_does_not_wait() {
         args.extend(["--warn".to_string(), format!("{uid}=B000")]);
     }
     let mut pacs = PyPacs::start_args(dir.path(), free_port(), &args);
-    let cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let cfg = DaemonConfig::ct01_to_pacs(pacs.port);
     let mut daemon = Daemon::start(dir.path(), &cfg);
 
     let out = storescu(
@@ -535,9 +529,7 @@ fn a_pacs_refusing_associations_gets_everything_once_it_accepts_them() {
     let dir = scratch("pacs-rejects");
     let port = free_port();
     let rejecting = PyPacs::start_args(dir.path(), port, &["--reject-associations".into()]);
-    let cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", port));
+    let cfg = DaemonConfig::ct01_to_pacs(port);
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let ct_dir = dir.path().join("ct");
     let ct = phantom(&StudySpec::new(Kind::Ct, 3101).with_count(8), &ct_dir);

@@ -24,9 +24,7 @@ fn json_line(text: &str, key: &str) -> serde_json::Value {
 fn stalled_flooding_and_oversized_peers_do_not_keep_the_scanner_out() {
     let dir = scratch("hostile-peers");
     let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
-    let cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let cfg = DaemonConfig::ct01_to_pacs(pacs.port);
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let port = daemon.port.to_string();
 

@@ -395,33 +395,18 @@ fn every_route_with_patient_data_needs_a_login_and_posts_need_the_csrf_token() {
 #[test]
 fn beyond_loopback_the_panel_speaks_tls_with_the_provisioned_certificate() {
     let dir = scratch("panel-tls");
-    let (cert, key) = (dir.path().join("panel.crt"), dir.path().join("panel.key"));
-    let out = run_cmd(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{out}");
+    let pki = Pki::new(&dir.path().join("pki"));
     let mut cfg = DaemonConfig::new().scanner("SCANNER", &["127.0.0.1"]);
-    cfg.panel = "tls_cert = \"panel.crt\"\ntls_key = \"panel.key\"\n".into();
+    cfg.panel = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
     let daemon = Daemon::start(dir.path(), &cfg);
     daemon.set_panel_password(USER, PASSWORD);
     let base = format!("https://127.0.0.1:{}", daemon.panel_port);
     let jar = dir.path().join("jar");
-    let ca = cert.to_str().unwrap();
+    let ca = pki.ca_cert.to_str().unwrap();
     let (code, text) = http(&format!("{base}/healthz"), &jar, &["--cacert", ca]);
     assert_eq!(code, 200, "{text}");
     let login = format!(r#"{{"user":"{USER}","password":"{PASSWORD}"}}"#);

@@ -32,9 +32,7 @@ fn started_as_root_it_binds_port_under_1024_then_runs_as_nobody() {
     // Only the spool is the daemon's: its parents need only be traversable.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut pacs = StoreScp::start(dir.path(), free_port(), &[]);
-    let mut cfg = DaemonConfig::new()
-        .scanner("CT01", &["127.0.0.1"])
-        .destination(DestinationConfig::new("pacs", "PACS", pacs.port));
+    let mut cfg = DaemonConfig::ct01_to_pacs(pacs.port);
     cfg.port = privileged_port();
     cfg.node = "run_as = \"nobody\"\n".into();
     let mut daemon = Daemon::start(dir.path(), &cfg);
