@@ -49,6 +49,7 @@ fn association_rq() -> Vec<u8> {
         max_pdu: 16384,
         connect_timeout: std::time::Duration::from_secs(5),
         dimse_timeout: std::time::Duration::from_secs(5),
+        tls: None,
     };
     let contexts = vec![(CT.to_string(), vec![EXPLICIT_LE.to_string()])];
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -417,6 +417,56 @@ pub struct Node {
     /// this user and becomes it.
     #[serde(default)]
     pub run_as: Option<String>,
+    /// DICOM over TLS on a port of its own, beside `listen`.
+    #[serde(default)]
+    pub tls: Option<NodeTls>,
+}
+
+/// The DICOM TLS listener (PS3.15 BCP 195 profile).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTls {
+    /// e.g. "0.0.0.0:2762", the port registered for DICOM over TLS.
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key this node presents.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// PEM certificates of CAs: when given, a peer must present a
+    /// certificate one of them signed, or its connection is closed.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How to reach a peer over TLS: whom to trust and what to present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsClient {
+    /// PEM certificates of the CAs trusted to sign the peer's certificate.
+    pub ca_file: PathBuf,
+    /// The name its certificate carries, when not the address's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM certificate chain and key to present, when the peer asks.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsClient {
+    pub fn files(&self) -> crate::tls::ClientFiles<'_> {
+        crate::tls::ClientFiles {
+            ca_file: &self.ca_file,
+            client_cert: self.client_cert.as_deref(),
+            client_key: self.client_key.as_deref(),
+        }
+    }
+
+    fn resolve_paths(&mut self, beside: impl Fn(&Path) -> PathBuf) {
+        self.ca_file = beside(&self.ca_file);
+        self.client_cert = self.client_cert.as_deref().map(&beside);
+        self.client_key = self.client_key.as_deref().map(&beside);
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -464,6 +514,9 @@ pub struct Scanner {
     /// Calling AE title; `"*"` accepts any title from the listed hosts.
     pub ae_title: AeTitlePattern,
     pub hosts: Vec<HostPattern>,
+    /// Accepted only over DICOM TLS (`[node.tls]`).
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 /// A PACS (or any Storage SCP) that receives every instance.
@@ -478,6 +531,9 @@ pub struct Destination {
     pub calling_ae_title: Option<AeTitle>,
     #[serde(default = "default_max_pdu")]
     pub max_pdu_length: Bounded<4096, 4_194_304>,
+    /// DICOM over TLS to this destination.
+    #[serde(default)]
+    pub tls: Option<TlsClient>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -588,6 +644,21 @@ impl Destination {
         self.calling_ae_title
             .as_ref()
             .map_or(node.ae_title.as_str(), AeTitle::as_str)
+    }
+
+    /// The TLS client for this destination, when it is reached over TLS.
+    pub fn tls_client(&self) -> Result<Option<crate::tls::Client>, crate::tls::TlsError> {
+        self.tls
+            .as_ref()
+            .map(|t| {
+                let name = t.server_name.as_deref().unwrap_or(self.address.host());
+                crate::tls::Client::new(
+                    t.files(),
+                    name,
+                    "the destination's TLS settings are unusable",
+                )
+            })
+            .transpose()
     }
 }
 
@@ -860,6 +931,16 @@ impl Config {
             s.client_cert = s.client_cert.as_deref().map(beside);
             s.client_key = s.client_key.as_deref().map(beside);
         }
+        if let Some(t) = &mut self.node.tls {
+            t.cert = beside(&t.cert);
+            t.key = beside(&t.key);
+            t.client_ca = t.client_ca.as_deref().map(beside);
+        }
+        for d in &mut self.destinations {
+            if let Some(t) = &mut d.tls {
+                t.resolve_paths(beside);
+            }
+        }
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
@@ -895,6 +976,59 @@ impl Config {
             message,
             fix.to_string(),
         )
+    }
+
+    /// Loads the certificates and keys the file names (DICOM TLS, the
+    /// destinations', the panel's) as `firstlookd` would at start; an
+    /// unusable one is an error at its key. Paths must be resolved.
+    pub fn check_tls(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let places: Places = toml::from_str(text).unwrap_or_default();
+        let at =
+            |place: Option<&toml::Spanned<toml::Value>>, e: crate::tls::TlsError, fix: &str| {
+                let offset = place.map_or(0, |v| v.span().start);
+                invalid_at(text, origin, offset, e.to_string(), fix.to_string())
+            };
+        if let Some(t) = &self.node.tls {
+            if let Err(e) = crate::tls::acceptor(
+                &t.cert,
+                &t.key,
+                t.client_ca.as_deref(),
+                "the certificate and key do not make a TLS server",
+            ) {
+                let p = places.node.as_ref().and_then(|n| n.tls.as_ref());
+                return Err(at(
+                    p.and_then(|p| p.cert.as_ref()),
+                    e,
+                    "point cert and key at this box's PEM certificate chain and private key, and client_ca at the PEM certificates of the CAs that sign the scanners' certificates",
+                ));
+            }
+        }
+        for (i, d) in self.destinations.iter().enumerate() {
+            if let Err(e) = d.tls_client() {
+                let p = places.destinations.get(i).and_then(|p| p.tls.as_ref());
+                return Err(at(
+                    p.and_then(|p| p.ca_file.as_ref()),
+                    e,
+                    "point ca_file at the PEM certificates of the CA that signed the destination's certificate, and client_cert and client_key at this box's",
+                ));
+            }
+        }
+        if let (Some(cert), Some(key)) = (&self.panel.tls_cert, &self.panel.tls_key) {
+            if let Err(e) = crate::tls::acceptor(
+                cert,
+                key,
+                None,
+                "the certificate and key do not make a TLS server",
+            ) {
+                let p = places.panel.as_ref().and_then(|p| p.tls_cert.as_ref());
+                return Err(at(
+                    p,
+                    e,
+                    "point tls_cert and tls_key at the panel's PEM certificate chain and private key",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
@@ -953,13 +1087,56 @@ impl Config {
                 "set tls_cert and tls_key under [panel] (a provisioned certificate), or listen on 127.0.0.1",
             ));
         }
+        let client_pair = |cert: &Option<PathBuf>,
+                           key: &Option<PathBuf>,
+                           p: Option<&ClientCertPlaces>| {
+            if cert.is_some() == key.is_some() {
+                return Ok(());
+            }
+            Err(at(
+                p.and_then(|p| p.client_cert.as_ref().or(p.client_key.as_ref()))
+                    .map(|v| v.span()),
+                "client_cert and client_key go together".into(),
+                "give both the client certificate chain and its private key (PEM files), or neither",
+            ))
+        };
         if let Some(s) = &self.audit.syslog_tls {
-            if s.client_cert.is_some() != s.client_key.is_some() {
-                let p = places.audit.and_then(|a| a.syslog_tls).unwrap_or_default();
+            let p = places.audit.as_ref().and_then(|a| a.syslog_tls.as_ref());
+            client_pair(&s.client_cert, &s.client_key, p)?;
+        }
+        for (i, d) in self.destinations.iter().enumerate() {
+            if let Some(t) = &d.tls {
+                let p = places.destinations.get(i).and_then(|p| p.tls.as_ref());
+                client_pair(&t.client_cert, &t.client_key, p)?;
+            }
+        }
+        if let Some(t) = &self.node.tls {
+            if t.listen == self.node.listen {
                 return Err(at(
-                    p.client_cert.or(p.client_key).map(|v| v.span()),
-                    "client_cert and client_key go together".into(),
-                    "give both the client certificate chain and its private key (PEM files), or neither",
+                    places
+                        .node
+                        .as_ref()
+                        .and_then(|n| n.tls.as_ref())
+                        .and_then(|t| t.listen.as_ref())
+                        .map(|v| v.span()),
+                    format!(
+                        "the TLS listener and the plain one are both on {}",
+                        t.listen
+                    ),
+                    "give [node.tls] a port of its own, e.g. listen = \"0.0.0.0:2762\"",
+                ));
+            }
+        }
+        for (i, s) in self.scanners.iter().enumerate() {
+            if s.require_tls && self.node.tls.is_none() {
+                return Err(at(
+                    places
+                        .scanners
+                        .get(i)
+                        .and_then(|p| p.require_tls.as_ref())
+                        .map(|v| v.span()),
+                    "this scanner may only connect over TLS, but there is no TLS listener".into(),
+                    "add a [node.tls] table (listen, cert, key), or remove require_tls",
                 ));
             }
         }
@@ -1009,6 +1186,7 @@ impl Config {
                 artim_timeout_secs: default_artim(),
                 dimse_timeout_secs: default_dimse_timeout(),
                 run_as: None,
+                tls: None,
             },
             spool: Spool::default(),
             forward: Forward::default(),
@@ -1018,6 +1196,7 @@ impl Config {
                     HostPattern(IpNet::from(IpAddr::from([127, 0, 0, 1]))),
                     HostPattern(IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))),
                 ],
+                require_tls: false,
             }],
             destinations: Vec::new(),
             triage: Triage::default(),
@@ -1031,18 +1210,25 @@ impl Config {
         }
     }
 
-    /// Is a peer with this calling AE title at this address allowed to send?
-    pub fn scanner_allowed(&self, calling_ae: &str, ip: IpAddr) -> ScannerCheck {
+    /// Is a peer with this calling AE title at this address, connected over
+    /// TLS or not, allowed to send?
+    pub fn scanner_allowed(&self, calling_ae: &str, ip: IpAddr, over_tls: bool) -> ScannerCheck {
         let mut host_known = false;
+        let mut needs_tls = false;
         for s in &self.scanners {
             if s.hosts.iter().any(|h| h.contains(ip)) {
                 host_known = true;
                 if s.ae_title.matches(calling_ae) {
-                    return ScannerCheck::Allowed;
+                    if over_tls || !s.require_tls {
+                        return ScannerCheck::Allowed;
+                    }
+                    needs_tls = true;
                 }
             }
         }
-        if host_known {
+        if needs_tls {
+            ScannerCheck::TlsRequired
+        } else if host_known {
             ScannerCheck::UnknownCallingAe
         } else {
             ScannerCheck::UnknownHost
@@ -1053,6 +1239,7 @@ impl Config {
 /// Where the values checked across fields sit in the file.
 #[derive(Debug, Default, Deserialize)]
 struct Places {
+    node: Option<NodePlaces>,
     spool: Option<SpoolPlaces>,
     triage: Option<TriagePlaces>,
     forward: Option<ForwardPlaces>,
@@ -1065,12 +1252,24 @@ struct Places {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct AuditPlaces {
-    syslog_tls: Option<AuditSyslogPlaces>,
+struct NodePlaces {
+    tls: Option<NodeTlsPlaces>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct AuditSyslogPlaces {
+struct NodeTlsPlaces {
+    listen: Option<toml::Spanned<toml::Value>>,
+    cert: Option<toml::Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditPlaces {
+    syslog_tls: Option<ClientCertPlaces>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ClientCertPlaces {
+    ca_file: Option<toml::Spanned<toml::Value>>,
     client_cert: Option<toml::Spanned<toml::Value>>,
     client_key: Option<toml::Spanned<toml::Value>>,
 }
@@ -1101,11 +1300,13 @@ struct ForwardPlaces {
 #[derive(Debug, Deserialize)]
 struct ScannerPlaces {
     hosts: Option<toml::Spanned<toml::Value>>,
+    require_tls: Option<toml::Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
 struct DestinationPlaces {
     name: Option<toml::Spanned<toml::Value>>,
+    tls: Option<ClientCertPlaces>,
 }
 
 /// Outcome of matching a peer against `[[scanners]]`.
@@ -1114,6 +1315,8 @@ pub enum ScannerCheck {
     Allowed,
     UnknownCallingAe,
     UnknownHost,
+    /// Known, but only over DICOM TLS.
+    TlsRequired,
 }
 
 fn fix_for(message: &str) -> String {

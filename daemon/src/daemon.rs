@@ -33,11 +33,19 @@ pub enum StartError {
     /// The audit trail could not be started.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The DICOM TLS listener's certificate, key or client CAs are unusable.
+    #[error("[node.tls]: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// A destination's TLS settings are unusable.
+    #[error(transparent)]
+    DestinationTls(#[from] forward::DestinationTlsError),
 }
 
 /// A running firstlookd.
 pub struct Daemon {
     pub listen_addr: SocketAddr,
+    /// Where DICOM over TLS is accepted, when `[node.tls]` is configured.
+    pub tls_listen_addr: Option<SocketAddr>,
     /// Where the panel listens, when it is on and its port could be bound.
     pub panel_addr: Option<SocketAddr>,
     pub spool: Arc<Spool>,
@@ -60,6 +68,24 @@ impl Daemon {
         let listen_addr = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        let tls_listener = match &config.node.tls {
+            Some(t) => {
+                let acceptor = crate::tls::acceptor(
+                    &t.cert,
+                    &t.key,
+                    t.client_ca.as_deref(),
+                    "the certificate and key do not make a TLS server",
+                )?;
+                let addr = t.listen;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                Some((listener, acceptor))
+            }
+            None => None,
+        };
+        let tls_listen_addr = tls_listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        let forward_tls = forward::tls_clients(&config)?;
         let panel_socket = match config.panel.enabled {
             true => crate::panel::bind(&config).await,
             false => None,
@@ -92,10 +118,19 @@ impl Daemon {
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let ingest = Ingest::new(Arc::clone(&config), Arc::clone(&spool), audit.clone());
-        tasks.push(tokio::spawn(ingest.serve(listener, rx.clone())));
+        if let Some((listener, acceptor)) = tls_listener {
+            let ingest = Arc::clone(&ingest);
+            tasks.push(tokio::spawn(ingest.serve(
+                listener,
+                Some(acceptor),
+                rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(ingest.serve(listener, None, rx.clone())));
         tasks.extend(forward::spawn_workers(
             Arc::clone(&config),
             Arc::clone(&spool),
+            forward_tls,
             rx.clone(),
             audit.clone(),
         ));
@@ -136,9 +171,15 @@ impl Daemon {
         }
         // Anything recovered is due now.
         spool.notify_work();
-        tracing::info!(message = "firstlookd ready", listen = %listen_addr, ae_title = %config.node.ae_title);
+        tracing::info!(
+            message = "firstlookd ready",
+            listen = %listen_addr,
+            tls_listen = ?tls_listen_addr,
+            ae_title = %config.node.ae_title
+        );
         Ok(Daemon {
             listen_addr,
+            tls_listen_addr,
             panel_addr,
             spool,
             recovery,

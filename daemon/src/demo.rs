@@ -107,6 +107,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
         address: PeerAddress::try_from(sink.listen_addr.to_string()).map_err(anyhow::Error::msg)?,
         calling_ae_title: None,
         max_pdu_length: cfg.node.max_pdu_length,
+        tls: None,
     });
     let daemon = match Daemon::start(cfg.clone()).await {
         Ok(d) => d,
@@ -145,6 +146,7 @@ pub async fn run(once: bool) -> anyhow::Result<()> {
             max_pdu: 65536,
             connect_timeout: Duration::from_secs(5),
             dimse_timeout: Duration::from_secs(30),
+            tls: None,
         };
         let (mut scu, _) = StoreScu::connect(&opts, &contexts).await?;
         for inst in &instances {

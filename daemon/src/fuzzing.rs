@@ -51,6 +51,7 @@ pub fn pdu(data: &[u8]) -> bool {
             let load = Load {
                 slot_available: true,
                 disk_refusing: false,
+                over_tls: false,
             };
             let ip = std::net::IpAddr::from([127, 0, 0, 1]);
             negotiate(&rq, ip, defaults(), load).is_ok()

@@ -27,5 +27,6 @@ pub mod results;
 pub use firstlook_kernels::dicom as pixels;
 pub mod spool;
 pub mod status;
+pub mod tls;
 pub mod triage;
 pub mod ul;

@@ -106,6 +106,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
+                let text = std::fs::read_to_string(&file)?;
+                if let Err(e) = c.check_tls(&text, &file.display().to_string()) {
+                    eprintln!("{e}");
+                    return Ok(std::process::ExitCode::from(2));
+                }
                 if c.triage.enabled {
                     match firstlook::inference::load_bundle(&c.triage) {
                         Ok(bundle) => {
@@ -124,7 +129,6 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                             );
                         }
                         Err(reason) => {
-                            let text = std::fs::read_to_string(&file)?;
                             eprintln!(
                                 "{}",
                                 c.triage_error(

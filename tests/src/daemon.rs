@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::paths::{firstlookd_bin, free_port};
 use crate::process::{read_lossy, run_cmd, tail, Proc};
+use crate::tls::Pki;
 use crate::wait::{port_open, wait_until};
 use crate::NODE_AE;
 
@@ -17,6 +18,8 @@ pub struct DestinationConfig {
     pub ae_title: String,
     pub port: u16,
     pub max_pdu_length: Option<u32>,
+    /// More lines of the entry (e.g. a `tls = {...}` inline table).
+    pub lines: String,
 }
 
 impl DestinationConfig {
@@ -26,7 +29,22 @@ impl DestinationConfig {
             ae_title: ae_title.into(),
             port,
             max_pdu_length: None,
+            lines: String::new(),
         }
+    }
+
+    /// Reached over TLS: trusts `ca`, presents `cert` and `key` when asked.
+    pub fn tls(mut self, ca: &Path, client: Option<(&Path, &Path)>) -> Self {
+        let mut t = format!("ca_file = \"{}\"", ca.display());
+        if let Some((cert, key)) = client {
+            t.push_str(&format!(
+                ", client_cert = \"{}\", client_key = \"{}\"",
+                cert.display(),
+                key.display()
+            ));
+        }
+        self.lines.push_str(&format!("tls = {{ {t} }}\n"));
+        self
     }
 }
 
@@ -98,6 +116,31 @@ impl DaemonConfig {
         self
     }
 
+    /// DICOM over TLS on `port` with `pki`'s server certificate; with
+    /// `client_ca`, peers must present a certificate it signed.
+    pub fn dicom_tls(mut self, port: u16, pki: &Pki, client_ca: Option<&Path>) -> Self {
+        let mut t = format!(
+            "listen = \"127.0.0.1:{port}\", cert = \"{}\", key = \"{}\"",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        );
+        if let Some(ca) = client_ca {
+            t.push_str(&format!(", client_ca = \"{}\"", ca.display()));
+        }
+        self.node.push_str(&format!("tls = {{ {t} }}\n"));
+        self
+    }
+
+    /// A `[[scanners]]` entry accepted only over DICOM TLS.
+    pub fn scanner_over_tls_only(mut self, ae_title: &str, hosts: &[&str]) -> Self {
+        let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+        self.extra.push_str(&format!(
+            "\n[[scanners]]\nae_title = \"{ae_title}\"\nhosts = [{}]\nrequire_tls = true\n",
+            hosts.join(", ")
+        ));
+        self
+    }
+
     pub fn destination(mut self, d: DestinationConfig) -> Self {
         self.destinations.push(d);
         self
@@ -161,6 +204,7 @@ impl DaemonConfig {
             if let Some(n) = d.max_pdu_length {
                 s.push_str(&format!("max_pdu_length = {n}\n"));
             }
+            s.push_str(&d.lines);
         }
         if !self.triage.is_empty() {
             s.push_str(&format!("\n[triage]\n{}", self.triage));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::dicom::DicomFile;
 use crate::paths::free_port;
 use crate::process::{python, run_cmd, tail, tool, Proc};
+use crate::tls::Pki;
 use crate::wait::{port_open, wait_until};
 use crate::{ECHOSCU, ORTHANC, STORESCP};
 
@@ -23,6 +24,31 @@ pub struct StoreScp {
 
 impl StoreScp {
     pub fn start(dir: &Path, port: u16, extra_args: &[&str]) -> StoreScp {
+        Self::start_with(dir, port, extra_args, &[])
+    }
+
+    /// `storescp +tls`: presents `server`'s certificate and requires the
+    /// peer's, signed by `clients`' CA.
+    pub fn start_tls(dir: &Path, port: u16, server: &Pki, clients: &Pki) -> StoreScp {
+        let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+        let tls = |key: &Path, cert: &Path, ca: &Path| {
+            vec![
+                "+tls".to_string(),
+                path(key),
+                path(cert),
+                "+cf".into(),
+                path(ca),
+            ]
+        };
+        let scp = tls(&server.server_key, &server.server_cert, &clients.ca_cert);
+        let echo = tls(&clients.server_key, &clients.server_cert, &server.ca_cert);
+        let scp: Vec<&str> = scp.iter().map(String::as_str).collect();
+        let echo: Vec<&str> = echo.iter().map(String::as_str).collect();
+        Self::start_with(dir, port, &scp, &echo)
+    }
+
+    /// `extra_args` go to storescp; `echo_args` to the echoscu that waits for it.
+    fn start_with(dir: &Path, port: u16, extra_args: &[&str], echo_args: &[&str]) -> StoreScp {
         let out_dir = dir.join("storescp-received");
         std::fs::create_dir_all(&out_dir).expect("mkdir");
         let mut cmd = tool(STORESCP);
@@ -37,7 +63,12 @@ impl StoreScp {
             |last| {
                 proc.assert_running();
                 let out = run_cmd(
-                    tool(ECHOSCU).args(["-aec", "PACS", "127.0.0.1", &port.to_string()]),
+                    tool(ECHOSCU).args(echo_args).args([
+                        "-aec",
+                        "PACS",
+                        "127.0.0.1",
+                        &port.to_string(),
+                    ]),
                     Duration::from_secs(10),
                 );
                 *last = out.to_string();

@@ -23,6 +23,11 @@ impl CmdOutput {
     pub fn code(&self) -> Option<i32> {
         self.status.code()
     }
+
+    /// stdout and stderr, one after the other.
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
 }
 
 impl fmt::Display for CmdOutput {

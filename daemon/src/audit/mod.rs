@@ -40,7 +40,7 @@ pub enum AuditError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Remote(#[from] remote::RemoteError),
+    Remote(#[from] crate::tls::TlsError),
 }
 
 /// How an audited event ended.

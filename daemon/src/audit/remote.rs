@@ -6,11 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsConnector;
 
 use super::syslog::frame;
 use crate::config::AuditSyslog;
@@ -22,54 +20,28 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// not forwarded (they stay in the local file) and are counted.
 pub const QUEUE: usize = 10_000;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error(transparent)]
-    Pem(#[from] crate::pem::PemError),
-    #[error("the audit repository's TLS settings are unusable: {0}")]
-    Tls(String),
-    #[error("the audit repository address {0} has no host name to verify")]
-    ServerName(String),
-}
-
 pub struct Remote {
     address: String,
-    server_name: ServerName<'static>,
-    connector: TlsConnector,
+    client: crate::tls::Client,
     /// Records not forwarded because the queue was full.
     pub skipped: Arc<AtomicU64>,
 }
 
 impl Remote {
-    pub fn new(cfg: &AuditSyslog) -> Result<Remote, RemoteError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in crate::pem::certificates(&cfg.ca_file)? {
-            roots
-                .add(cert)
-                .map_err(|e| RemoteError::Tls(e.to_string()))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| RemoteError::Tls(e.to_string()))?
-            .with_root_certificates(roots);
-        let config = match (&cfg.client_cert, &cfg.client_key) {
-            (Some(cert), Some(key)) => builder
-                .with_client_auth_cert(
-                    crate::pem::certificates(cert)?,
-                    crate::pem::private_key(key)?,
-                )
-                .map_err(|e| RemoteError::Tls(e.to_string()))?,
-            _ => builder.with_no_client_auth(),
+    pub fn new(cfg: &AuditSyslog) -> Result<Remote, crate::tls::TlsError> {
+        let files = crate::tls::ClientFiles {
+            ca_file: &cfg.ca_file,
+            client_cert: cfg.client_cert.as_deref(),
+            client_key: cfg.client_key.as_deref(),
         };
-        let host = cfg.address.host();
-        let server_name = ServerName::try_from(cfg.server_name.as_deref().unwrap_or(host))
-            .map_err(|_| RemoteError::ServerName(cfg.address.as_str().to_string()))?
-            .to_owned();
+        let server_name = cfg.server_name.as_deref().unwrap_or(cfg.address.host());
         Ok(Remote {
             address: cfg.address.as_str().to_string(),
-            server_name,
-            connector: TlsConnector::from(Arc::new(config)),
+            client: crate::tls::Client::new(
+                files,
+                server_name,
+                "the audit repository's TLS settings are unusable",
+            )?,
             skipped: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -136,12 +108,6 @@ impl Remote {
             .await
             .map_err(|_| "connection timed out")??;
         tcp.set_nodelay(true)?;
-        let tls = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.connector.connect(self.server_name.clone(), tcp),
-        )
-        .await
-        .map_err(|_| "TLS handshake timed out")??;
-        Ok(tls)
+        Ok(self.client.connect(tcp, CONNECT_TIMEOUT).await?)
     }
 }

@@ -115,15 +115,21 @@ fn duplicate_destination_names_are_refused() {
 fn scanner_policy_distinguishes_host_and_title() {
     let c = Config::parse(GOOD, "site.toml").unwrap();
     let lan: IpAddr = "10.1.2.77".parse().unwrap();
-    assert_eq!(c.scanner_allowed("CT01", lan), ScannerCheck::Allowed);
+    assert_eq!(c.scanner_allowed("CT01", lan, false), ScannerCheck::Allowed);
     assert_eq!(
-        c.scanner_allowed("CT02", lan),
+        c.scanner_allowed("CT02", lan, false),
         ScannerCheck::UnknownCallingAe
     );
     let other: IpAddr = "10.1.3.1".parse().unwrap();
-    assert_eq!(c.scanner_allowed("CT01", other), ScannerCheck::UnknownHost);
+    assert_eq!(
+        c.scanner_allowed("CT01", other, false),
+        ScannerCheck::UnknownHost
+    );
     let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-    assert_eq!(c.scanner_allowed("CT01", mapped), ScannerCheck::Allowed);
+    assert_eq!(
+        c.scanner_allowed("CT01", mapped, false),
+        ScannerCheck::Allowed
+    );
 }
 
 #[test]
@@ -131,11 +137,11 @@ fn embedded_defaults_accept_loopback_only() {
     let c = Config::embedded_defaults();
     assert!(c.node.listen.ip().is_loopback());
     assert_eq!(
-        c.scanner_allowed("ANY", "127.0.0.1".parse().unwrap()),
+        c.scanner_allowed("ANY", "127.0.0.1".parse().unwrap(), false),
         ScannerCheck::Allowed
     );
     assert_eq!(
-        c.scanner_allowed("ANY", "192.168.1.4".parse().unwrap()),
+        c.scanner_allowed("ANY", "192.168.1.4".parse().unwrap(), false),
         ScannerCheck::UnknownHost
     );
 }
@@ -261,4 +267,47 @@ fn audit_paths_are_relative_to_the_configuration_file_and_its_hash_is_kept() {
     assert_eq!(tls.address.host(), "::1");
     assert_eq!(c.source.sha256.len(), 64);
     assert!(c.source.path.ends_with("firstlook.toml"));
+}
+
+#[test]
+fn dicom_tls_settings_are_checked_and_their_paths_resolved() {
+    let tls = "\n[node.tls]\nlisten = \"0.0.0.0:2762\"\ncert = \"tls/dicom.crt\"\nkey = \"/etc/k.pem\"\nclient_ca = \"ca.pem\"\n";
+    let text = format!("{GOOD}{}", tls.replace("0.0.0.0:2762", "127.0.0.1:11112"));
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 18, "{msg}");
+    assert!(msg.contains("port of its own"), "{msg}");
+
+    let only_tls = GOOD.replace(
+        "hosts = [\"127.0.0.1\", \"10.1.2.0/24\"]\n",
+        "hosts = [\"127.0.0.1\", \"10.1.2.0/24\"]\nrequire_tls = true\n",
+    );
+    let (line, _, msg) = error_of(&only_tls);
+    assert_eq!(line, 11, "{msg}");
+    assert!(
+        msg.contains("no TLS listener") && msg.contains("[node.tls]"),
+        "{msg}"
+    );
+    assert!(Config::parse(&format!("{only_tls}{tls}"), "t.toml").is_ok());
+
+    let text =
+        format!("{GOOD}\n[destinations.tls]\nca_file = \"ca.pem\"\nclient_key = \"k.pem\"\n");
+    let (line, _, msg) = error_of(&text);
+    assert_eq!(line, 19, "{msg}");
+    assert!(msg.contains("go together"), "{msg}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("firstlook.toml");
+    let dest = "\n[destinations.tls]\nca_file = \"pacs-ca.pem\"\nserver_name = \"pacs.example\"\n";
+    std::fs::write(&file, format!("{GOOD}{dest}{tls}")).unwrap();
+    let c = Config::load(&file).unwrap();
+    let t = c.node.tls.as_ref().unwrap();
+    assert_eq!(t.cert, dir.path().join("tls/dicom.crt"));
+    assert_eq!(t.key, std::path::Path::new("/etc/k.pem"));
+    assert_eq!(
+        t.client_ca.as_deref(),
+        Some(dir.path().join("ca.pem").as_path())
+    );
+    let d = c.destinations[0].tls.as_ref().unwrap();
+    assert_eq!(d.ca_file, dir.path().join("pacs-ca.pem"));
+    assert_eq!(d.server_name.as_deref(), Some("pacs.example"));
 }

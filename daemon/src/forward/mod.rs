@@ -20,6 +20,7 @@ use crate::config::{Config, Destination};
 use crate::dataset::Encoding;
 use crate::dimse::{Priority, Status, StatusClass};
 use crate::spool::{now_ms, Spool};
+use crate::tls::Client as TlsClient;
 use queue::Queued;
 use scu::{ScuError, ScuOptions, StoreScu};
 
@@ -38,10 +39,35 @@ type Read = (std::io::Result<()>, Vec<u8>);
 /// A delivery being recorded in the index.
 type Mark = tokio::task::JoinHandle<Result<(), crate::spool::IndexError>>;
 
-/// Starts a worker per configured destination.
+/// A destination's TLS settings could not be made into a client.
+#[derive(Debug, thiserror::Error)]
+#[error("destination \"{name}\": {source}")]
+pub struct DestinationTlsError {
+    name: String,
+    source: crate::tls::TlsError,
+}
+
+/// The TLS client of each configured destination (None where it is
+/// reached in the clear), in the order of `config.destinations`. Made
+/// before privileges are dropped: the key may be readable by root only.
+pub fn tls_clients(config: &Config) -> Result<Vec<Option<TlsClient>>, DestinationTlsError> {
+    config
+        .destinations
+        .iter()
+        .map(|d| {
+            d.tls_client().map_err(|source| DestinationTlsError {
+                name: d.name.to_string(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Starts a worker per configured destination; `tls` from [`tls_clients`].
 pub fn spawn_workers(
     config: Arc<Config>,
     spool: Arc<Spool>,
+    tls: Vec<Option<TlsClient>>,
     shutdown: watch::Receiver<bool>,
     audit: AuditLog,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -49,13 +75,16 @@ pub fn spawn_workers(
         .destinations
         .iter()
         .cloned()
-        .map(|dest| {
-            let span = tracing::info_span!("forward", destination = %dest.name);
+        .zip(tls)
+        .map(|(dest, tls)| {
+            let span =
+                tracing::info_span!("forward", destination = %dest.name, tls = tls.is_some());
             let worker = Worker {
                 config: Arc::clone(&config),
                 spool: Arc::clone(&spool),
                 name: Arc::from(dest.name.as_str()),
                 dest,
+                tls,
                 audit: audit.clone(),
             };
             let shutdown = shutdown.clone();
@@ -70,6 +99,7 @@ struct Worker {
     /// The destination's name, moved into index jobs without copying.
     name: Arc<str>,
     dest: Destination,
+    tls: Option<TlsClient>,
     audit: AuditLog,
 }
 
@@ -174,6 +204,7 @@ impl Worker {
             max_pdu: self.dest.max_pdu_length.get() as u32,
             connect_timeout: fwd.connect_timeout(),
             dimse_timeout: fwd.dimse_timeout(),
+            tls: self.tls.clone(),
         };
         let mut scu = match StoreScu::connect(&opts, &contexts).await {
             Ok((scu, _)) => scu,

@@ -24,6 +24,12 @@ pub enum ScuError {
         address: String,
         source: std::io::Error,
     },
+    /// The TLS handshake failed (an untrusted certificate, no common protocol).
+    #[error("TLS with {address} failed: {source}")]
+    Tls {
+        address: String,
+        source: std::io::Error,
+    },
     /// The peer rejected the association.
     #[error("association rejected ({}): {reason}", if *.permanent { "permanent" } else { "transient" })]
     Rejected { permanent: bool, reason: String },
@@ -47,6 +53,8 @@ pub struct ScuOptions {
     pub max_pdu: u32,
     pub connect_timeout: Duration,
     pub dimse_timeout: Duration,
+    /// DICOM over TLS, when the peer speaks it.
+    pub tls: Option<crate::tls::Client>,
 }
 
 pub struct StoreScu {
@@ -83,9 +91,17 @@ impl StoreScu {
                 address: opts.address.clone(),
                 source,
             })?;
-        let (r, w) = stream.into_split();
-        let mut reader = PduReader::new(r);
-        let mut writer = PduWriter::new(w);
+        let (mut reader, mut writer) = match &opts.tls {
+            None => crate::ul::tcp(stream),
+            Some(tls) => {
+                crate::ul::split(tls.connect(stream, opts.connect_timeout).await.map_err(
+                    |source| ScuError::Tls {
+                        address: opts.address.clone(),
+                        source,
+                    },
+                )?)
+            }
+        };
         let proposed: Vec<PresentationContextProposed> = contexts
             .iter()
             .enumerate()

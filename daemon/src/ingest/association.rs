@@ -4,26 +4,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, Pdu};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::policy::{self, AcceptedContext, Load};
 use super::store::{Incoming, StoreOutcome};
-use super::Ingest;
+use super::{Connection, Ingest};
 use crate::audit::{Event, Outcome, Studies};
 use crate::dimse::{Command, CommandField, Fragment, Reassembler, Status};
 use crate::ul::{PduReader, PduWriter, Pdv, Received, WireError};
 
 pub async fn run(
     ingest: Arc<Ingest>,
-    stream: TcpStream,
+    conn: Connection,
     peer: SocketAddr,
     handshake: OwnedSemaphorePermit,
 ) {
     let cfg = &ingest.config.node;
-    let (r, w) = stream.into_split();
-    let mut reader = PduReader::new(r);
-    let mut writer = PduWriter::new(w);
+    let Connection {
+        mut reader,
+        mut writer,
+        over_tls,
+    } = conn;
 
     // ARTIM: the request must come promptly.
     let rq = match reader
@@ -53,6 +54,7 @@ pub async fn run(
     let load = Load {
         slot_available: permit.is_some(),
         disk_refusing: ingest.spool.watermarks().check(),
+        over_tls,
     };
     let accepted = match policy::negotiate(&rq, peer.ip(), &ingest.config, load) {
         Ok(a) => a,

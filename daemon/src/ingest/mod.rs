@@ -10,13 +10,17 @@ mod store;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Event, Outcome};
 use crate::config::Config;
 use crate::spool::Spool;
+use crate::ul::{PduReader, PduWriter};
 
 pub use policy::{negotiate, AcceptedContext, Load};
 
@@ -49,10 +53,12 @@ impl Ingest {
         })
     }
 
-    /// Accepts connections until `shutdown` turns true.
+    /// Accepts connections until `shutdown` turns true; with `tls`, each
+    /// connection first completes a TLS handshake, within ARTIM.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        tls: Option<TlsAcceptor>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
@@ -78,13 +84,62 @@ impl Ingest {
             };
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let this = Arc::clone(&self);
-            let span = tracing::info_span!("association", id, peer = %peer);
+            let span = tracing::info_span!("association", id, peer = %peer, tls = tls.is_some());
+            let tls = tls.clone();
             tokio::spawn(
                 async move {
-                    association::run(this, stream, peer, handshake).await;
+                    let Some(conn) = this.secure(stream, peer, tls).await else {
+                        return;
+                    };
+                    association::run(this, conn, peer, handshake).await;
                 }
                 .instrument(span),
             );
         }
     }
+
+    /// The connection's two directions, after the TLS handshake where there
+    /// is one; a failed handshake is logged and audited, and ends it.
+    async fn secure(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) -> Option<Connection> {
+        let Some(acceptor) = tls else {
+            let (reader, writer) = crate::ul::tcp(stream);
+            return Some(Connection {
+                reader,
+                writer,
+                over_tls: false,
+            });
+        };
+        let artim = self.config.node.artim_timeout();
+        let failed = match tokio::time::timeout(artim, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                let (reader, writer) = crate::ul::split(tls);
+                return Some(Connection {
+                    reader,
+                    writer,
+                    over_tls: true,
+                });
+            }
+            Ok(Err(e)) => format!("TLS handshake failed: {e}"),
+            Err(_) => format!("no TLS handshake within {artim:?}"),
+        };
+        tracing::warn!(message = "connection refused", why = %failed);
+        self.audit.record(Event::Association {
+            peer,
+            calling_ae: String::new(),
+            outcome: Outcome::MinorFailure(failed),
+        });
+        None
+    }
+}
+
+/// An accepted connection, ready for its A-ASSOCIATE-RQ.
+pub struct Connection {
+    pub reader: PduReader,
+    pub writer: PduWriter,
+    pub over_tls: bool,
 }

@@ -16,11 +16,13 @@ use crate::dataset::Encoding;
 use crate::dimse::VERIFICATION_SOP_CLASS;
 use crate::ul::{APPLICATION_CONTEXT, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
-/// Load-dependent facts the decision needs.
+/// What the decision needs to know of the connection and the current load.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
     pub slot_available: bool,
     pub disk_refusing: bool,
+    /// The association arrived over DICOM TLS.
+    pub over_tls: bool,
 }
 
 /// An accepted presentation context.
@@ -77,7 +79,7 @@ pub fn negotiate(
             "called AE title is not ours",
         );
     }
-    match config.scanner_allowed(rq.calling_ae_title.trim(), peer) {
+    match config.scanner_allowed(rq.calling_ae_title.trim(), peer, load.over_tls) {
         ScannerCheck::Allowed => {}
         ScannerCheck::UnknownCallingAe => {
             return reject(
@@ -94,6 +96,13 @@ pub fn negotiate(
                 AssociationRJResult::Permanent,
                 AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::NoReasonGiven),
                 "source address not in any [[scanners]] entry",
+            )
+        }
+        ScannerCheck::TlsRequired => {
+            return reject(
+                AssociationRJResult::Permanent,
+                AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::NoReasonGiven),
+                "this scanner may only connect over DICOM TLS",
             )
         }
     }

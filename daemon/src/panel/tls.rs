@@ -1,5 +1,5 @@
 //! HTTPS for a panel reachable beyond the box: the provisioned certificate
-//! and key (PEM), rustls, and handshakes done off the accept loop so a slow
+//! and key (PEM), and handshakes done off the accept loop so a slow
 //! or silent client delays nobody else.
 
 use std::net::SocketAddr;
@@ -17,25 +17,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// accepted (file descriptors are shared with the DICOM listener).
 const HANDSHAKES: usize = 32;
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("panel TLS: {0}")]
-    Pem(#[from] crate::pem::PemError),
-    #[error("the panel certificate and key do not make a TLS server: {0}")]
-    Config(String),
-}
-
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
-    let certs = crate::pem::certificates(cert)?;
-    let key = crate::pem::private_key(key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, crate::tls::TlsError> {
+    crate::tls::acceptor(
+        cert,
+        key,
+        None,
+        "the panel certificate and key do not make a TLS server",
+    )
 }
 
 /// Connections that finished their TLS handshake.

@@ -5,8 +5,8 @@
 mod wire;
 
 pub use wire::{
-    decode_control, split_pdata, write_pdata, PduReader, PduWriter, Pdv, Received, WireError,
-    APPLICATION_CONTEXT,
+    decode_control, split, split_pdata, tcp, write_pdata, PduReader, PduWriter, Pdv, Received,
+    WireError, APPLICATION_CONTEXT,
 };
 
 /// Implementation class UID and version name we announce.

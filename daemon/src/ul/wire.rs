@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use dicom_ul::pdu::{Pdu, MAXIMUM_PDU_SIZE};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// DICOM application context name.
 pub const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
@@ -48,13 +48,31 @@ pub enum Received {
     Other(Pdu),
 }
 
-/// Reads whole PDUs from a socket.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The two directions of a plain TCP connection.
+pub fn tcp(stream: TcpStream) -> (PduReader, PduWriter) {
+    let (r, w) = stream.into_split();
+    (PduReader::new(Box::new(r)), PduWriter::new(Box::new(w)))
+}
+
+/// The two directions of any other stream (TLS).
+pub fn split<S>(stream: S) -> (PduReader, PduWriter)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
+    (PduReader::new(Box::new(r)), PduWriter::new(Box::new(w)))
+}
+
+/// Reads whole PDUs from a connection.
 pub struct PduReader {
-    stream: OwnedReadHalf,
+    stream: ReadHalf,
 }
 
 impl PduReader {
-    pub fn new(stream: OwnedReadHalf) -> Self {
+    fn new(stream: ReadHalf) -> Self {
         PduReader { stream }
     }
 
@@ -186,14 +204,15 @@ pub fn split_pdata(body: Bytes) -> Result<Vec<Pdv>, WireError> {
     Ok(out)
 }
 
-/// Writes PDUs to a socket.
+/// Writes PDUs to a connection. Each PDU or message is flushed: over TLS
+/// the last record may otherwise wait in the session for the next write.
 pub struct PduWriter {
-    stream: OwnedWriteHalf,
+    stream: WriteHalf,
     buf: Vec<u8>,
 }
 
 impl PduWriter {
-    pub fn new(stream: OwnedWriteHalf) -> Self {
+    fn new(stream: WriteHalf) -> Self {
         PduWriter {
             stream,
             buf: Vec::with_capacity(64 * 1024),
@@ -204,6 +223,7 @@ impl PduWriter {
         self.buf.clear();
         dicom_ul::write_pdu(&mut self.buf, pdu).map_err(|e| WireError::Malformed(e.to_string()))?;
         self.stream.write_all(&self.buf).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -219,6 +239,7 @@ impl PduWriter {
         if bytes.len() <= 64 * 1024 {
             write_pdata(&mut self.buf, context_id, is_command, bytes, peer_max);
             self.stream.write_all(&self.buf).await?;
+            self.stream.flush().await?;
             return Ok(());
         }
         // Large data sets go out header + slice, without copying them first.
@@ -229,6 +250,7 @@ impl PduWriter {
             let mut buf = bytes::Buf::chain(&head[..], chunk);
             self.stream.write_all_buf(&mut buf).await?;
         }
+        self.stream.flush().await?;
         Ok(())
     }
 

@@ -86,5 +86,6 @@ pub fn scu_options(d: &Daemon) -> ScuOptions {
         max_pdu: 65536,
         connect_timeout: Duration::from_secs(5),
         dimse_timeout: Duration::from_secs(30),
+        tls: None,
     }
 }

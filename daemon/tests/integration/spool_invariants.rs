@@ -62,6 +62,7 @@ async fn connect(d: &Daemon, instances: &[Instance]) -> Result<StoreScu, ScuErro
         max_pdu: 16384,
         connect_timeout: Duration::from_secs(5),
         dimse_timeout: Duration::from_secs(30),
+        tls: None,
     };
     let i = &instances[0];
     StoreScu::connect(

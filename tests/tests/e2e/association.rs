@@ -565,6 +565,21 @@ fn check_config_points_at_the_entry_at_fault() {
             11,
             "used twice",
         ),
+        (
+            "dicom-tls-certificate-missing",
+            "[node]\nae_title = \"FIRSTLOOK\"\nspool_dir = \"/tmp/x\"\n\n\
+             [node.tls]\nlisten = \"0.0.0.0:2762\"\ncert = \"no-such.crt\"\nkey = \"no-such.key\"\n",
+            7,
+            "cannot read the certificate",
+        ),
+        (
+            "destination-ca-missing",
+            "[node]\nae_title = \"FIRSTLOOK\"\nspool_dir = \"/tmp/x\"\n\n\
+             [[destinations]]\nname = \"pacs\"\nae_title = \"PACS\"\naddress = \"10.0.0.1:2762\"\n\
+             tls = { ca_file = \"no-such-ca.pem\" }\n",
+            9,
+            "no-such-ca.pem",
+        ),
     ];
     let mut failures = Vec::new();
     for (name, text, line, needle) in cases {

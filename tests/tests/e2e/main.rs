@@ -5,6 +5,7 @@ mod association;
 mod audit;
 mod browser;
 mod crash;
+mod dicom_tls;
 mod engines;
 mod faults;
 mod forwarding;

@@ -6,9 +6,19 @@ const CONFIG: &str = r#"
 ae_title = "FIRSTLOOK"
 spool_dir = "/tmp/x"
 
+[node.tls]
+listen = "0.0.0.0:2762"
+cert = "/etc/firstlook/dicom.crt"
+key = "/etc/firstlook/dicom.key"
+
 [[scanners]]
 ae_title = "CT01"
 hosts = ["10.1.2.0/24"]
+
+[[scanners]]
+ae_title = "CT09"
+hosts = ["10.1.2.0/24"]
+require_tls = true
 "#;
 
 fn rq(calling: &str, called: &str, contexts: &[(&str, &[&str])]) -> AssociationRQ {
@@ -34,6 +44,7 @@ const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const OK_LOAD: Load = Load {
     slot_available: true,
     disk_refusing: false,
+    over_tls: false,
 };
 
 fn reason(r: Result<Accepted, Rejected>) -> (AssociationRJResult, AssociationRJSource) {
@@ -76,6 +87,7 @@ fn rejections_carry_the_reason_ps3_8_defines() {
             Load {
                 slot_available: false,
                 disk_refusing: false,
+                over_tls: false,
             },
             AssociationRJResult::Transient,
             AssociationRJSource::ServiceProviderPresentation(
@@ -88,6 +100,7 @@ fn rejections_carry_the_reason_ps3_8_defines() {
             Load {
                 slot_available: true,
                 disk_refusing: true,
+                over_tls: false,
             },
             AssociationRJResult::Transient,
             AssociationRJSource::ServiceProviderPresentation(
@@ -102,6 +115,24 @@ fn rejections_carry_the_reason_ps3_8_defines() {
             "case {i}"
         );
     }
+}
+
+#[test]
+fn a_scanner_that_requires_tls_is_refused_in_the_clear() {
+    let cfg = Config::parse(CONFIG, "t").unwrap();
+    let lan: IpAddr = "10.1.2.9".parse().unwrap();
+    let ct09 = rq("CT09", "FIRSTLOOK", &[(CT, &["1.2.840.10008.1.2"])]);
+    let rejected = negotiate(&ct09, lan, &cfg, OK_LOAD).unwrap_err();
+    assert_eq!(rejected.rj.result, AssociationRJResult::Permanent);
+    assert!(rejected.why.contains("TLS"), "{}", rejected.why);
+    let over_tls = Load {
+        over_tls: true,
+        ..OK_LOAD
+    };
+    assert!(negotiate(&ct09, lan, &cfg, over_tls).is_ok());
+    let ct01 = rq("CT01", "FIRSTLOOK", &[(CT, &["1.2.840.10008.1.2"])]);
+    assert!(negotiate(&ct01, lan, &cfg, OK_LOAD).is_ok());
+    assert!(negotiate(&ct01, lan, &cfg, over_tls).is_ok());
 }
 
 #[test]
