@@ -420,6 +420,10 @@ pub struct Node {
     /// DICOM over TLS on a port of its own, beside `listen`.
     #[serde(default)]
     pub tls: Option<NodeTls>,
+    /// `firstlookd run` may write beneath the spool (and the audit file's
+    /// folder) only, enforced by the kernel (Landlock).
+    #[serde(default = "default_true")]
+    pub confine_writes: bool,
 }
 
 /// The DICOM TLS listener (PS3.15 BCP 195 profile).
@@ -1187,6 +1191,7 @@ impl Config {
                 dimse_timeout_secs: default_dimse_timeout(),
                 run_as: None,
                 tls: None,
+                confine_writes: true,
             },
             spool: Spool::default(),
             forward: Forward::default(),

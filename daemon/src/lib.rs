@@ -23,6 +23,7 @@ pub mod panel;
 pub mod pem;
 pub mod privileges;
 pub mod results;
+pub mod sandbox;
 /// DICOM pixel decoding lives in the kernels; the daemon's name for it.
 pub use firstlook_kernels::dicom as pixels;
 pub mod spool;

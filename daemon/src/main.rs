@@ -204,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run => {
             init_logs("info");
             let config = load(cli.config.as_ref())?;
+            confine(&config)?;
             runtime()?.block_on(async move {
                 let daemon = Daemon::start(config).await?;
                 shutdown_signal().await;
@@ -214,6 +215,30 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// Before any thread starts: they all inherit the confinement.
+fn confine(config: &Config) -> anyhow::Result<()> {
+    use firstlook::sandbox::{confine_writes, writable_paths, Confinement};
+    if !config.node.confine_writes {
+        tracing::warn!(message = "filesystem writes not confined: node.confine_writes is off");
+        return Ok(());
+    }
+    let folders = writable_paths(config);
+    let shown: Vec<String> = folders.iter().map(|f| f.display().to_string()).collect();
+    match confine_writes(&folders)? {
+        Confinement::Enforced => {
+            tracing::info!(message = "filesystem writes confined", to = ?shown)
+        }
+        Confinement::Partial => tracing::warn!(
+            message = "filesystem writes confined only in part: this kernel's Landlock is older than ABI 3",
+            to = ?shown
+        ),
+        Confinement::Unsupported => tracing::warn!(
+            message = "filesystem writes not confined: this kernel has no Landlock (Linux 5.13 or later, enabled at boot)"
+        ),
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -74,6 +74,9 @@ pub fn open_connection(path: &Path) -> Result<Connection, IndexError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Sorts and statement journals stay in memory: the daemon may write
+    // beneath its spool only (sandbox.rs), not in /tmp.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(SCHEMA)?;
     add_column(&conn, "instances", "committed_at", "INTEGER")?;
@@ -113,6 +116,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection, IndexError> {
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
 }

@@ -70,11 +70,18 @@ fn started_as_root_it_binds_port_under_1024_then_runs_as_nobody() {
             entry.path().display()
         );
     }
+    let log = daemon.log_text();
     assert!(
-        daemon
-            .log_text()
-            .contains("running as an unprivileged user"),
+        log.contains("running as an unprivileged user"),
         "{}",
         daemon.log_tail(20)
     );
+    // Writes are confined to the spool by the kernel (Landlock), which
+    // also means no new privileges through exec.
+    assert!(
+        log.contains("filesystem writes confined"),
+        "{}",
+        daemon.log_tail(20)
+    );
+    assert_eq!(proc_status(pid, "NoNewPrivs:"), vec!["1".to_string()]);
 }
