@@ -968,18 +968,18 @@ impl Config {
         message: String,
         fix: &str,
     ) -> ConfigError {
-        let places: Places = toml::from_str(text).unwrap_or_default();
-        let span = places
-            .triage
-            .and_then(|t| t.bundle.or(t.trusted_keys))
-            .map(|v| v.span());
-        invalid_at(
-            text,
-            origin,
-            span.map_or(0, |s| s.start),
-            message,
-            fix.to_string(),
-        )
+        triage_error_at(text, origin, |t| t.bundle.or(t.trusted_keys), message, fix)
+    }
+
+    /// An error about `[triage] engine`, placed at that key of `text`.
+    pub fn engine_error(
+        &self,
+        text: &str,
+        origin: &str,
+        message: String,
+        fix: &str,
+    ) -> ConfigError {
+        triage_error_at(text, origin, |t| t.engine, message, fix)
     }
 
     /// Loads the certificates and keys the file names (DICOM TLS, the
@@ -1241,6 +1241,25 @@ impl Config {
     }
 }
 
+/// An error placed at the `[triage]` key `pick` chooses.
+fn triage_error_at(
+    text: &str,
+    origin: &str,
+    pick: impl FnOnce(TriagePlaces) -> Option<toml::Spanned<toml::Value>>,
+    message: String,
+    fix: &str,
+) -> ConfigError {
+    let places: Places = toml::from_str(text).unwrap_or_default();
+    let span = places.triage.and_then(pick).map(|v| v.span());
+    invalid_at(
+        text,
+        origin,
+        span.map_or(0, |s| s.start),
+        message,
+        fix.to_string(),
+    )
+}
+
 /// Where the values checked across fields sit in the file.
 #[derive(Debug, Default, Deserialize)]
 struct Places {
@@ -1295,6 +1314,7 @@ struct SpoolPlaces {
 struct TriagePlaces {
     bundle: Option<toml::Spanned<toml::Value>>,
     trusted_keys: Option<toml::Spanned<toml::Value>>,
+    engine: Option<toml::Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

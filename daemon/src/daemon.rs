@@ -39,6 +39,9 @@ pub enum StartError {
     /// A destination's TLS settings are unusable.
     #[error(transparent)]
     DestinationTls(#[from] forward::DestinationTlsError),
+    /// `[triage] engine` names a backend this build or machine cannot run.
+    #[error("[triage] engine = \"{engine}\": {why}")]
+    Engine { engine: &'static str, why: String },
 }
 
 /// A running firstlookd.
@@ -60,6 +63,7 @@ impl Daemon {
     /// Binds the ports, gives up root (to `node.run_as`), recovers the
     /// spool and starts ingest, forwarding, triage, results and the panel.
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        check_engine(&config)?;
         let config = Arc::new(config);
         let addr = config.node.listen;
         let listener = TcpListener::bind(addr)
@@ -210,6 +214,20 @@ impl Daemon {
         self.audit.record(Event::ApplicationStop);
         self.audit.flush().await;
     }
+}
+
+/// A backend the configuration insists on must be one that can run.
+fn check_engine(config: &Config) -> Result<(), StartError> {
+    let triage = &config.triage;
+    if triage.enabled && triage.engine == crate::config::EngineChoice::Tensorrt {
+        if let Some(why) = crate::model::tensorrt_unavailable() {
+            return Err(StartError::Engine {
+                engine: triage.engine.as_str(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The spool a configuration describes.

@@ -111,6 +111,21 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     eprintln!("{e}");
                     return Ok(std::process::ExitCode::from(2));
                 }
+                if c.triage.enabled && c.triage.engine == firstlook::config::EngineChoice::Tensorrt
+                {
+                    if let Some(why) = firstlook::model::tensorrt_unavailable() {
+                        eprintln!(
+                            "{}",
+                            c.engine_error(
+                                &text,
+                                &file.display().to_string(),
+                                format!("engine = \"tensorrt\" cannot run: {why}"),
+                                "use engine = \"auto\" (the best engine this build and machine have), or run the Jetson build"
+                            )
+                        );
+                        return Ok(std::process::ExitCode::from(2));
+                    }
+                }
                 if c.triage.enabled {
                     match firstlook::inference::load_bundle(&c.triage) {
                         Ok(bundle) => {

@@ -80,14 +80,39 @@ pub struct Model {
     variant: Variant,
 }
 
-/// What `choice` means in this build on this machine: `Auto` is ONNX
-/// Runtime when its library loads (feature `ort`, `ORT_DYLIB_PATH`), else tract.
+/// What `choice` means in this build on this machine: `Auto` is TensorRT
+/// where this build has it and a CUDA device answers, else ONNX Runtime
+/// when its library loads (feature `ort`, `ORT_DYLIB_PATH`), else tract.
 pub fn resolve(choice: EngineChoice) -> EngineChoice {
     match choice {
+        EngineChoice::Auto if tensorrt_unavailable().is_none() => EngineChoice::Tensorrt,
         EngineChoice::Auto if onnxruntime_loads() => EngineChoice::Onnxruntime,
         EngineChoice::Auto => EngineChoice::Tract,
         other => other,
     }
+}
+
+/// For status: why `Auto` did not pick the GPU in a build made for one.
+pub fn engine_note(choice: EngineChoice) -> Option<String> {
+    if choice != EngineChoice::Auto || !cfg!(feature = "tensorrt") {
+        return None;
+    }
+    tensorrt_unavailable().map(|why| format!("TensorRT not used ({why}): running on the CPU"))
+}
+
+/// Why `engine = "tensorrt"` cannot run here, if it cannot. firstlookd
+/// refuses to start rather than judge images on another engine or none.
+pub fn tensorrt_unavailable() -> Option<String> {
+    #[cfg(feature = "tensorrt")]
+    return firstlook_kernels::engine::tensorrt::gpu()
+        .err()
+        .map(|e| e.to_string());
+    #[cfg(not(feature = "tensorrt"))]
+    Some(
+        "this build of firstlookd has no TensorRT backend; TensorRT runs on the Jetson build \
+         (see README, \"Building for a Jetson\"), or choose engine = \"auto\", \"tract\" or \"onnxruntime\""
+            .into(),
+    )
 }
 
 fn onnxruntime_loads() -> bool {
@@ -101,20 +126,22 @@ impl Model {
     /// Loads the bundle's model with tract and proves it on the bundle's
     /// golden cases; a model that does not reproduce them is never returned.
     pub fn load(bundle: Bundle, variant: Variant) -> Result<(Model, GoldenReport), ModelError> {
-        Self::load_with(bundle, variant, EngineChoice::Tract, 1)
+        Self::load_with(bundle, variant, EngineChoice::Tract, 1, None)
     }
 
     /// [`Model::load`] on the chosen backend with `threads` threads (where
     /// the backend has a choice). `Auto` is the best this build and machine
     /// have ([`resolve`]); a backend asked for by name that this build or
-    /// machine lacks is an error, never a silent fallback.
+    /// machine lacks is an error, never a silent fallback. TensorRT keeps
+    /// the engines it builds in `engine_cache`.
     pub fn load_with(
         bundle: Bundle,
         variant: Variant,
         engine: EngineChoice,
         threads: usize,
+        engine_cache: Option<&std::path::Path>,
     ) -> Result<(Model, GoldenReport), ModelError> {
-        let mut model = Self::load_unchecked(bundle, variant, engine, threads)?;
+        let mut model = Self::load_unchecked(bundle, variant, engine, threads, engine_cache)?;
         let report = model.check_golden(None)?;
         tracing::info!(
             model = %model.bundle.manifest().name,
@@ -134,6 +161,7 @@ impl Model {
         variant: Variant,
         engine: EngineChoice,
         threads: usize,
+        engine_cache: Option<&std::path::Path>,
     ) -> Result<Model, ModelError> {
         let manifest = bundle.manifest();
         let bytes = match variant {
@@ -161,10 +189,29 @@ impl Model {
                     "onnxruntime: this build has no onnxruntime backend (feature ort)".into(),
                 ));
             }
+            #[cfg(feature = "tensorrt")]
             EngineChoice::Tensorrt => {
-                return Err(ModelError::EngineUnavailable(
-                    "tensorrt: this build has no TensorRT backend".into(),
-                ))
+                use firstlook_kernels::engine::tensorrt::{TensorRtEngine, TensorRtOptions};
+                let cache_dir = engine_cache.ok_or_else(|| {
+                    ModelError::EngineUnavailable("tensorrt: no folder to cache engines in".into())
+                })?;
+                let sha256 = bundle.sha256_hex();
+                let options = TensorRtOptions {
+                    cache_dir,
+                    bundle_sha256: &sha256,
+                    fp16: false,
+                    int8: variant == Variant::Int8,
+                };
+                let names: Vec<&str> = manifest.outputs.iter().map(|o| o.name.as_str()).collect();
+                Box::new(TensorRtEngine::load(bytes, &shape, &names, &options)?)
+            }
+            #[cfg(not(feature = "tensorrt"))]
+            EngineChoice::Tensorrt => {
+                let _ = engine_cache;
+                return Err(ModelError::EngineUnavailable(format!(
+                    "tensorrt: {}",
+                    tensorrt_unavailable().unwrap_or_default()
+                )));
             }
         };
         Ok(Model {

@@ -337,6 +337,9 @@ impl fmt::Display for TriageStatus {
                 if let Some(e) = &m.error {
                     writeln!(f, "           error: {e}")?;
                 }
+                if let Some(n) = &m.note {
+                    writeln!(f, "           note: {n}")?;
+                }
             }
             None => writeln!(f, "model      (not started)")?,
         }

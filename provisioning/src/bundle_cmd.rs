@@ -185,8 +185,11 @@ fn load(
 ) -> Result<(Model, GoldenReport)> {
     let bundle = open(trust_files, file)?;
     let variant = if int8 { Variant::Int8 } else { Variant::Fp32 };
-    let (model, report) = Model::load_with(bundle, variant, engine.engine, engine.threads)
-        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    // TensorRT engines built by this tool are kept apart from a daemon's.
+    let cache = std::env::temp_dir().join("firstlook-provision-engines");
+    let (model, report) =
+        Model::load_with(bundle, variant, engine.engine, engine.threads, Some(&cache))
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     eprintln!(
         "{}: golden check passed on {} ({} cases, largest difference {:.2e})",
         file.display(),

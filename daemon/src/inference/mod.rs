@@ -24,6 +24,10 @@ use crate::model::{Model, Variant};
 use crate::spool::{now_ms, Spool};
 use crate::triage::{decide, Assembler, Decision, ModelInfo, Outcome, Unit};
 
+/// Where TensorRT keeps the engines it builds, in the spool folder (the
+/// only place firstlookd writes).
+pub const ENGINE_CACHE: &str = "engine-cache";
+
 use store::{ModelState, Pending};
 use worker::{Loaded, Output, Worker};
 
@@ -132,6 +136,7 @@ pub async fn start(
         engine: Some(engine.into()),
         clinical_use: manifest.as_ref().map(|m| m.clinical_use),
         error: bundle.as_ref().err().cloned(),
+        note: crate::model::engine_note(cfg.engine),
         updated_at_ms: now_ms(),
     };
     if let Err(reason) = &bundle {
@@ -157,10 +162,17 @@ pub async fn start(
         let manifest = manifest.clone();
         let choice = crate::model::resolve(cfg.engine);
         let threads = cfg.engine_threads.get() as usize;
+        let engine_cache = spool.dir().join(ENGINE_CACHE);
         let state = state.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             let loaded = match bundle {
-                Ok(bundle) => match Model::load_with(bundle, Variant::Fp32, choice, threads) {
+                Ok(bundle) => match Model::load_with(
+                    bundle,
+                    Variant::Fp32,
+                    choice,
+                    threads,
+                    Some(&engine_cache),
+                ) {
                     Ok((model, _)) => Loaded::Ready(Box::new(model)),
                     Err(e) => Loaded::Broken(e.to_string()),
                 },
@@ -202,6 +214,9 @@ fn report_loaded(spool: &Spool, loaded: &Loaded, mut state: ModelState) {
         Loaded::Ready(model) => {
             state.state = "ready".into();
             state.engine = Some(model.backend().into());
+            if let Some(note) = &state.note {
+                tracing::warn!(message = "triage engine", note = %note);
+            }
             tracing::info!(
                 message = "triage model ready",
                 model = %state.name.as_deref().unwrap_or(""),

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS triage_model(
 
 pub fn init(conn: &Connection) -> Result<(), IndexError> {
     conn.execute_batch(SCHEMA)?;
+    crate::spool::add_column(conn, "triage_model", "note", "TEXT")?;
     Ok(())
 }
 
@@ -206,13 +207,16 @@ pub struct ModelState {
     pub engine: Option<String>,
     pub clinical_use: Option<bool>,
     pub error: Option<String>,
+    /// Why the engine is not the one `auto` would have liked (the GPU's).
+    #[serde(default)]
+    pub note: Option<String>,
     pub updated_at_ms: i64,
 }
 
 pub fn set_model_state(conn: &Connection, s: &ModelState) -> Result<(), IndexError> {
     conn.execute(
-        "INSERT OR REPLACE INTO triage_model(id, state, name, version, sha256, engine, clinical_use, error, updated_at)
-         VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO triage_model(id, state, name, version, sha256, engine, clinical_use, error, updated_at, note)
+         VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             s.state,
             s.name,
@@ -221,7 +225,8 @@ pub fn set_model_state(conn: &Connection, s: &ModelState) -> Result<(), IndexErr
             s.engine,
             s.clinical_use,
             s.error,
-            s.updated_at_ms
+            s.updated_at_ms,
+            s.note
         ],
     )?;
     Ok(())
@@ -230,7 +235,7 @@ pub fn set_model_state(conn: &Connection, s: &ModelState) -> Result<(), IndexErr
 pub fn model_state(conn: &Connection) -> Result<Option<ModelState>, IndexError> {
     Ok(conn
         .query_row(
-            "SELECT state, name, version, sha256, engine, clinical_use, error, updated_at FROM triage_model WHERE id = 0",
+            "SELECT state, name, version, sha256, engine, clinical_use, error, updated_at, note FROM triage_model WHERE id = 0",
             [],
             |r| {
                 Ok(ModelState {
@@ -242,6 +247,7 @@ pub fn model_state(conn: &Connection) -> Result<Option<ModelState>, IndexError> 
                     clinical_use: r.get(5)?,
                     error: r.get(6)?,
                     updated_at_ms: r.get(7)?,
+                    note: r.get(8)?,
                 })
             },
         )

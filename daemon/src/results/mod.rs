@@ -109,8 +109,13 @@ pub async fn start(
             // model instead of going out without its map.
             let mut slot = drawing.model.lock().expect("model lock");
             if let Ok(bundle) = bundle {
-                match Model::load_with(bundle, Variant::Fp32, crate::config::EngineChoice::Tract, 1)
-                {
+                match Model::load_with(
+                    bundle,
+                    Variant::Fp32,
+                    crate::config::EngineChoice::Tract,
+                    1,
+                    None,
+                ) {
                     Ok((model, _)) => *slot = Some(model),
                     Err(e) => {
                         tracing::warn!(message = "heatmaps are drawn without maps: the model cannot load", error = %e)

@@ -98,7 +98,12 @@ pub fn table_exists(conn: &Connection, name: &str) -> Result<bool, IndexError> {
 }
 
 /// Adds a column that a spool made by an older firstlookd lacks.
-fn add_column(conn: &Connection, table: &str, column: &str, kind: &str) -> Result<(), IndexError> {
+pub fn add_column(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    kind: &str,
+) -> Result<(), IndexError> {
     let present: bool = conn
         .prepare(&format!(
             "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use disk::{usage, DiskUsage, Watermarks};
-pub use index::{open_read_only, table_exists, Index, IndexError, InsertOutcome};
+pub use index::{add_column, open_read_only, table_exists, Index, IndexError, InsertOutcome};
 
 /// Opens the index for a one-off change beside a running daemon.
 pub fn open_for_maintenance(path: &Path) -> Result<rusqlite::Connection, IndexError> {

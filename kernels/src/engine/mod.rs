@@ -1,9 +1,11 @@
 //! Inference engines behind one trait. `tract` (pure Rust, CPU) is the
 //! default; `onnxruntime` (feature `ort`) loads ONNX Runtime at run time;
-//! the Jetson's TensorRT backend arrives behind its own feature.
+//! `tensorrt` (feature `tensorrt`) runs on an NVIDIA GPU, the Jetson's.
 
 #[cfg(feature = "ort")]
 mod onnxruntime;
+#[cfg(feature = "tensorrt")]
+pub mod tensorrt;
 #[cfg(feature = "tract")]
 mod tract;
 
@@ -56,7 +58,7 @@ pub trait Engine: Send {
 }
 
 /// The model has as many outputs as the manifest declares.
-#[cfg(any(feature = "tract", feature = "ort"))]
+#[cfg(any(feature = "tract", feature = "ort", feature = "tensorrt"))]
 pub(crate) fn check_outputs(expected: usize, got: usize) -> Result<(), EngineError> {
     if got == expected {
         Ok(())
@@ -66,7 +68,7 @@ pub(crate) fn check_outputs(expected: usize, got: usize) -> Result<(), EngineErr
 }
 
 /// The input has the shape the engine was built for.
-#[cfg(any(feature = "tract", feature = "ort"))]
+#[cfg(any(feature = "tract", feature = "ort", feature = "tensorrt"))]
 pub(crate) fn check_input(expected: &[usize], input: &Tensor) -> Result<(), EngineError> {
     if input.shape == expected {
         Ok(())
@@ -78,7 +80,7 @@ pub(crate) fn check_input(expected: &[usize], input: &Tensor) -> Result<(), Engi
     }
 }
 
-#[cfg(any(feature = "tract", feature = "ort"))]
+#[cfg(any(feature = "tract", feature = "ort", feature = "tensorrt"))]
 pub(crate) fn check_finite(outputs: &[Tensor]) -> Result<(), EngineError> {
     match outputs
         .iter()

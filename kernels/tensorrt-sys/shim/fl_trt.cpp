@@ -355,13 +355,13 @@ int32_t fl_trt_build(const void *onnx, size_t onnx_bytes, const FlTrtBuildOption
             config->setFlag(nvinfer1::BuilderFlag::kFP16);
         }
         if (options->int8 != 0) {
-            if (options->calibration_cache == nullptr || options->calibration_cache_bytes == 0) {
-                return fail(FL_ERR_ARGUMENT, "INT8 needs the bundle's calibration cache");
-            }
+            // A Q/DQ model needs the flag only; a plain one, the cache too.
             config->setFlag(nvinfer1::BuilderFlag::kINT8);
-            calibrator = std::make_unique<CacheCalibrator>(options->calibration_cache,
-                                                           options->calibration_cache_bytes);
-            config->setInt8Calibrator(calibrator.get());
+            if (options->calibration_cache != nullptr && options->calibration_cache_bytes > 0) {
+                calibrator = std::make_unique<CacheCalibrator>(options->calibration_cache,
+                                                               options->calibration_cache_bytes);
+                config->setInt8Calibrator(calibrator.get());
+            }
         }
 #pragma GCC diagnostic pop
 #else

@@ -91,8 +91,9 @@ typedef struct FlTrtBuildOptions {
     /* Let TensorRT choose FP16 kernels (TensorRT 10; with TensorRT 11 the
      * network is strongly typed and precision comes from the model). */
     int32_t fp16;
-    /* INT8 with the calibration cache below (TensorRT 10); with TensorRT
-     * 11 INT8 comes from the model's Q/DQ nodes. */
+    /* INT8 (TensorRT 10): from the model's Q/DQ nodes, or with the
+     * calibration cache below for a model without them; with TensorRT 11
+     * INT8 comes from Q/DQ nodes only. */
     int32_t int8;
     const void *calibration_cache;
     size_t calibration_cache_bytes;

@@ -144,3 +144,51 @@ fn the_daemon_runs_onnxruntime_when_told_and_fails_visibly_without_its_library()
     assert_eq!(status.destination("pacs").delivered, 1);
     assert!(!pacs.received().is_empty());
 }
+
+/// `engine = "tensorrt"` where this build has no TensorRT: firstlookd
+/// refuses to start, saying why, rather than judge on another engine or
+/// none; `check-config` points at the line.
+#[test]
+fn tensorrt_named_where_it_cannot_run_refuses_to_start() {
+    let dir = scratch("engines-tensorrt");
+    let cfg = DaemonConfig::new()
+        .scanner("SCANNER", &["127.0.0.1"])
+        .triage("engine = \"tensorrt\"");
+    let spool = dir.path().join("spool");
+    let text = cfg.to_toml(&spool);
+    let path = dir.path().join("firstlook.toml");
+    std::fs::write(&path, &text).unwrap();
+
+    let run = run_cmd(
+        Command::new(firstlookd_bin())
+            .arg("--config")
+            .arg(&path)
+            .arg("run"),
+        Duration::from_secs(30),
+    );
+    assert!(!run.status.success(), "it started:\n{run}");
+    assert!(
+        run.stderr.contains("engine = \"tensorrt\"") && run.stderr.contains("no TensorRT backend"),
+        "{run}"
+    );
+    assert!(!port_open(cfg.port), "nothing may listen");
+
+    let check = run_cmd(
+        Command::new(firstlookd_bin())
+            .arg("check-config")
+            .arg(&path),
+        Duration::from_secs(30),
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("engine = \"tensorrt\""))
+        .unwrap()
+        + 1;
+    assert_eq!(check.code(), Some(2), "{check}");
+    assert!(
+        check
+            .stderr
+            .starts_with(&format!("{}:{line}:", path.display())),
+        "{check}"
+    );
+}
