@@ -1218,22 +1218,19 @@ impl Config {
     /// Is a peer with this calling AE title at this address, connected over
     /// TLS or not, allowed to send?
     pub fn scanner_allowed(&self, calling_ae: &str, ip: IpAddr, over_tls: bool) -> ScannerCheck {
-        let mut host_known = false;
-        let mut needs_tls = false;
-        for s in &self.scanners {
-            if s.hosts.iter().any(|h| h.contains(ip)) {
-                host_known = true;
-                if s.ae_title.matches(calling_ae) {
-                    if over_tls || !s.require_tls {
-                        return ScannerCheck::Allowed;
-                    }
-                    needs_tls = true;
-                }
-            }
-        }
-        if needs_tls {
+        let matching = |s: &&Scanner| s.hosts.iter().any(|h| h.contains(ip));
+        let known: Vec<&Scanner> = self.scanners.iter().filter(matching).collect();
+        let entries: Vec<&&Scanner> = known
+            .iter()
+            .filter(|s| s.ae_title.matches(calling_ae))
+            .collect();
+        // One entry asking for TLS is enough: another (a wildcard, say)
+        // must not let the same scanner in the clear.
+        if !over_tls && entries.iter().any(|s| s.require_tls) {
             ScannerCheck::TlsRequired
-        } else if host_known {
+        } else if !entries.is_empty() {
+            ScannerCheck::Allowed
+        } else if !known.is_empty() {
             ScannerCheck::UnknownCallingAe
         } else {
             ScannerCheck::UnknownHost

@@ -50,9 +50,31 @@ pub fn writable_paths(config: &Config) -> Vec<PathBuf> {
     paths
 }
 
+/// Device nodes the daemon may open for writing: /dev/null, and an NVIDIA
+/// GPU's (a Jetson's iGPU, or a discrete card) for CUDA. Not disks, not
+/// memory.
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/nvmap",
+    "/dev/nvgpu",
+    "/dev/nvhost-ctrl",
+    "/dev/nvhost-ctrl-gpu",
+    "/dev/nvhost-prof-gpu",
+    "/dev/nvhost-gpu",
+    "/dev/nvhost-as-gpu",
+    "/dev/nvhost-dbg-gpu",
+    "/dev/nvhost-tsg-gpu",
+    "/dev/nvhost-ctxsw-gpu",
+    "/dev/nvhost-sched-gpu",
+    "/dev/nvidiactl",
+    "/dev/nvidia0",
+    "/dev/nvidia-uvm",
+    "/dev/nvidia-uvm-tools",
+];
+
 /// From now on, this thread and those it starts may create, change,
 /// rename or remove files only beneath `folders` (created if missing), and
-/// open devices under /dev for writing (a GPU's, say).
+/// open for writing only the device nodes in `DEVICES` that exist.
 pub fn confine_writes(folders: &[PathBuf]) -> Result<Confinement, SandboxError> {
     for f in folders {
         std::fs::create_dir_all(f).map_err(|source| SandboxError::Create {
@@ -67,7 +89,7 @@ pub fn confine_writes(folders: &[PathBuf]) -> Result<Confinement, SandboxError> 
         .create()?
         .add_rules(path_beneath_rules(folders, write))?
         .add_rules(path_beneath_rules(
-            [Path::new("/dev")],
+            DEVICES.iter().map(Path::new),
             AccessFs::WriteFile | AccessFs::Truncate,
         ))?
         .restrict_self()?;

@@ -24,11 +24,12 @@ pub async fn run(
         mut reader,
         mut writer,
         over_tls,
+        artim_left,
     } = conn;
 
     // ARTIM: the request must come promptly.
     let rq = match reader
-        .read(cfg.max_pdu_length.get() as u32, cfg.artim_timeout())
+        .read(cfg.max_pdu_length.get() as u32, artim_left)
         .await
     {
         Ok(Pdu::AssociationRQ(rq)) => rq,

@@ -106,15 +106,17 @@ impl Ingest {
         peer: SocketAddr,
         tls: Option<TlsAcceptor>,
     ) -> Option<Connection> {
+        let artim = self.config.node.artim_timeout();
         let Some(acceptor) = tls else {
             let (reader, writer) = crate::ul::tcp(stream);
             return Some(Connection {
                 reader,
                 writer,
                 over_tls: false,
+                artim_left: artim,
             });
         };
-        let artim = self.config.node.artim_timeout();
+        let started = tokio::time::Instant::now();
         let failed = match tokio::time::timeout(artim, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => {
                 let (reader, writer) = crate::ul::split(tls);
@@ -122,6 +124,8 @@ impl Ingest {
                     reader,
                     writer,
                     over_tls: true,
+                    // The handshake and the A-ASSOCIATE-RQ share one ARTIM.
+                    artim_left: artim.saturating_sub(started.elapsed()),
                 });
             }
             Ok(Err(e)) => format!("TLS handshake failed: {e}"),
@@ -142,4 +146,6 @@ pub struct Connection {
     pub reader: PduReader,
     pub writer: PduWriter,
     pub over_tls: bool,
+    /// What is left of ARTIM for the A-ASSOCIATE-RQ.
+    pub artim_left: std::time::Duration,
 }

@@ -75,8 +75,10 @@ pub fn plan_path(gpu: &Gpu, options: &TensorRtOptions<'_>) -> PathBuf {
     };
     let (major, minor) = gpu.compute_capability;
     let bundle: String = options.bundle_sha256.chars().take(16).collect();
+    // `b1`: the build settings (workspace, TF32 off for FP32); a change to
+    // them changes this, so older plans are not reused.
     options.cache_dir.join(format!(
-        "trt{}-sm{major}{minor}-{bundle}-{precision}.plan",
+        "trt{}-sm{major}{minor}-{bundle}-{precision}-b1.plan",
         gpu.tensorrt_version
     ))
 }
@@ -93,7 +95,11 @@ impl TensorRtEngine {
     ) -> Result<Self, EngineError> {
         let gpu = gpu()?;
         let load = |e: safe::Error| EngineError::Load(e.to_string());
-        let runtime = Runtime::new(Box::new(log_line)).map_err(load)?;
+        safe::set_log(log_line);
+        // One load or build at a time in this process: workers starting
+        // together build the engine once and share the cached plan.
+        let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+        let runtime = Runtime::new().map_err(load)?;
         let path = plan_path(&gpu, options);
         let cached = std::fs::read(&path)
             .ok()
@@ -114,8 +120,10 @@ impl TensorRtEngine {
                     calibration_cache: None,
                     workspace_bytes: 256 << 20,
                 };
-                let plan = safe::build(onnx, &build, Box::new(log_line)).map_err(load)?;
-                save(&path, &plan)?;
+                let plan = safe::build(onnx, &build).map_err(load)?;
+                if let Err(e) = save(&path, &plan) {
+                    tracing::warn!(message = "the TensorRT engine runs but is not cached; it will be built again at the next start", error = %e);
+                }
                 runtime.deserialize(&plan).map_err(load)?
             }
         };
@@ -185,23 +193,24 @@ impl TensorRtEngine {
     }
 }
 
+static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Written whole or not at all: a plan cut short must not be loaded.
-fn save(path: &Path, plan: &[u8]) -> Result<(), EngineError> {
-    let fail = |e: std::io::Error| {
-        EngineError::Load(format!(
-            "cannot cache the engine at {}: {e}",
-            path.display()
-        ))
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+fn save(path: &Path, plan: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("plan.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let written = file.write_all(plan).and_then(|()| file.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    let tmp = path.with_extension("plan.tmp");
-    std::fs::write(&tmp, plan).map_err(fail)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl Engine for TensorRtEngine {

@@ -21,24 +21,41 @@ namespace {
 
 thread_local std::string last_error;
 
-int32_t fail(int32_t code, std::string message) {
-    last_error = std::move(message);
+// Never throws: a message that cannot be stored is dropped, the code stays.
+int32_t fail(int32_t code, const char *message, const char *detail = nullptr) noexcept {
+    try {
+        last_error = message;
+        if (detail != nullptr) {
+            last_error += ": ";
+            last_error += detail;
+        }
+    } catch (...) {
+    }
     return code;
 }
 
-int32_t cuda(cudaError_t e, const char *what) {
+void clear_error() noexcept { last_error.clear(); }
+
+int32_t cuda(cudaError_t e, const char *what) noexcept {
     if (e == cudaSuccess) {
         return FL_OK;
     }
-    return fail(FL_ERR_CUDA, std::string(what) + ": " + cudaGetErrorString(e));
+    return fail(FL_ERR_CUDA, what, cudaGetErrorString(e));
 }
 
+// TensorRT keeps one logger for the whole process (the first one it is
+// given), so there is one, never freed; its callback is set once.
 class Logger final : public nvinfer1::ILogger {
   public:
-    Logger(FlTrtLogFn fn, void *user) : fn_(fn), user_(user) {}
+    void set(FlTrtLogFn fn, void *user) noexcept {
+        if (fn_ == nullptr) {
+            fn_ = fn;
+            user_ = user;
+        }
+    }
     void log(Severity severity, nvinfer1::AsciiChar const *msg) noexcept override {
         if (severity <= Severity::kERROR && msg != nullptr) {
-            last_error = msg;
+            fail(FL_ERR_TENSORRT, msg);
         }
         if (fn_ != nullptr) {
             fn_(user_, static_cast<int32_t>(severity), msg == nullptr ? "" : msg);
@@ -46,9 +63,15 @@ class Logger final : public nvinfer1::ILogger {
     }
 
   private:
-    FlTrtLogFn fn_;
-    void *user_;
+    FlTrtLogFn fn_ = nullptr;
+    void *user_ = nullptr;
 };
+
+Logger &logger(FlTrtLogFn fn, void *user) noexcept {
+    static Logger the_logger;
+    the_logger.set(fn, user);
+    return the_logger;
+}
 
 #if NV_TENSORRT_MAJOR < 11
 // INT8 from a calibration cache made offline: TensorRT reads the cache and
@@ -95,7 +118,6 @@ int32_t fl_type(nvinfer1::DataType t) {
 } // namespace
 
 struct FlTrtRuntime {
-    std::unique_ptr<Logger> logger;
     std::unique_ptr<nvinfer1::IRuntime> runtime;
 };
 
@@ -114,6 +136,8 @@ struct FlTrtBlob {
 extern "C" {
 
 const char *fl_last_error(void) { return last_error.c_str(); }
+
+void fl_trt_set_log(FlTrtLogFn log, void *user) { logger(log, user); }
 
 int32_t fl_trt_header_version(void) { return static_cast<int32_t>(NV_TENSORRT_VERSION); }
 
@@ -211,10 +235,10 @@ int32_t fl_cuda_copy_to_host(void *host, const void *device, size_t bytes, void 
 }
 
 FlTrtRuntime *fl_trt_runtime_create(FlTrtLogFn log, void *user) {
+    clear_error();
     try {
         auto r = std::make_unique<FlTrtRuntime>();
-        r->logger = std::make_unique<Logger>(log, user);
-        r->runtime.reset(nvinfer1::createInferRuntime(*r->logger));
+        r->runtime.reset(nvinfer1::createInferRuntime(logger(log, user)));
         if (!r->runtime) {
             fail(FL_ERR_TENSORRT, "createInferRuntime failed");
             return nullptr;
@@ -223,12 +247,16 @@ FlTrtRuntime *fl_trt_runtime_create(FlTrtLogFn log, void *user) {
     } catch (const std::exception &e) {
         fail(FL_ERR_TENSORRT, e.what());
         return nullptr;
+    } catch (...) {
+        fail(FL_ERR_TENSORRT, "unknown C++ exception");
+        return nullptr;
     }
 }
 
 void fl_trt_runtime_destroy(FlTrtRuntime *runtime) { delete runtime; }
 
 FlTrtEngine *fl_trt_engine_deserialize(FlTrtRuntime *runtime, const void *plan, size_t bytes) {
+    clear_error();
     if (runtime == nullptr || plan == nullptr) {
         fail(FL_ERR_ARGUMENT, "no runtime or no plan");
         return nullptr;
@@ -245,6 +273,9 @@ FlTrtEngine *fl_trt_engine_deserialize(FlTrtRuntime *runtime, const void *plan, 
         return e.release();
     } catch (const std::exception &ex) {
         fail(FL_ERR_TENSORRT, ex.what());
+        return nullptr;
+    } catch (...) {
+        fail(FL_ERR_TENSORRT, "unknown C++ exception");
         return nullptr;
     }
 }
@@ -287,6 +318,7 @@ int32_t fl_trt_engine_io_type(const FlTrtEngine *engine, const char *name) {
 }
 
 FlTrtContext *fl_trt_context_create(FlTrtEngine *engine) {
+    clear_error();
     try {
         auto c = std::make_unique<FlTrtContext>();
         c->context.reset(engine->engine->createExecutionContext());
@@ -298,19 +330,24 @@ FlTrtContext *fl_trt_context_create(FlTrtEngine *engine) {
     } catch (const std::exception &e) {
         fail(FL_ERR_TENSORRT, e.what());
         return nullptr;
+    } catch (...) {
+        fail(FL_ERR_TENSORRT, "unknown C++ exception");
+        return nullptr;
     }
 }
 
 void fl_trt_context_destroy(FlTrtContext *context) { delete context; }
 
 int32_t fl_trt_context_set_address(FlTrtContext *context, const char *name, void *device) {
+    clear_error();
     if (!context->context->setTensorAddress(name, device)) {
-        return fail(FL_ERR_TENSORRT, std::string("setTensorAddress refused ") + name);
+        return fail(FL_ERR_TENSORRT, "setTensorAddress refused", name);
     }
     return FL_OK;
 }
 
 int32_t fl_trt_context_enqueue(FlTrtContext *context, void *stream) {
+    clear_error();
     if (!context->context->enqueueV3(static_cast<cudaStream_t>(stream))) {
         return fail(FL_ERR_TENSORRT, "enqueueV3 failed");
     }
@@ -319,18 +356,19 @@ int32_t fl_trt_context_enqueue(FlTrtContext *context, void *stream) {
 
 int32_t fl_trt_build(const void *onnx, size_t onnx_bytes, const FlTrtBuildOptions *options,
                      FlTrtLogFn log, void *user, FlTrtBlob **plan) {
+    clear_error();
     *plan = nullptr;
     if (onnx == nullptr || options == nullptr) {
         return fail(FL_ERR_ARGUMENT, "no model or no options");
     }
     try {
-        Logger logger(log, user);
-        std::unique_ptr<nvinfer1::IBuilder> builder(nvinfer1::createInferBuilder(logger));
+        Logger &log_to = logger(log, user);
+        std::unique_ptr<nvinfer1::IBuilder> builder(nvinfer1::createInferBuilder(log_to));
         if (!builder) {
             return fail(FL_ERR_TENSORRT, "createInferBuilder failed");
         }
         std::unique_ptr<nvinfer1::INetworkDefinition> network(builder->createNetworkV2(0U));
-        std::unique_ptr<nvonnxparser::IParser> parser(nvonnxparser::createParser(*network, logger));
+        std::unique_ptr<nvonnxparser::IParser> parser(nvonnxparser::createParser(*network, log_to));
         if (!network || !parser) {
             return fail(FL_ERR_TENSORRT, "cannot create the network or the ONNX parser");
         }
@@ -340,9 +378,17 @@ int32_t fl_trt_build(const void *onnx, size_t onnx_bytes, const FlTrtBuildOption
                 why += "; ";
                 why += parser->getError(i)->desc();
             }
-            return fail(FL_ERR_TENSORRT, why);
+            return fail(FL_ERR_TENSORRT, why.c_str());
         }
         std::unique_ptr<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
+        if (!config) {
+            return fail(FL_ERR_TENSORRT, "createBuilderConfig failed");
+        }
+        if (options->fp16 == 0 && options->int8 == 0) {
+            // FP32 means FP32: TF32 (on by default from Ampere, the Orin
+            // included) would move scores away from the CPU engines'.
+            config->clearFlag(nvinfer1::BuilderFlag::kTF32);
+        }
         if (options->workspace_bytes > 0) {
             config->setMemoryPoolLimit(nvinfer1::MemoryPoolType::kWORKSPACE,
                                        options->workspace_bytes);
@@ -384,6 +430,8 @@ int32_t fl_trt_build(const void *onnx, size_t onnx_bytes, const FlTrtBuildOption
         return FL_OK;
     } catch (const std::exception &e) {
         return fail(FL_ERR_TENSORRT, e.what());
+    } catch (...) {
+        return fail(FL_ERR_TENSORRT, "unknown C++ exception");
     }
 }
 

@@ -43,6 +43,11 @@ enum FlDataType {
 /* The message of the last failed call on this thread ("" if none). */
 const char *fl_last_error(void);
 
+/* TensorRT has one logger per process: the first callback given, here or
+ * to fl_trt_runtime_create / fl_trt_build, receives every message; later
+ * ones are ignored. `user` must stay valid for the life of the process. */
+void fl_trt_set_log(FlTrtLogFn log, void *user);
+
 /* TensorRT version the shim was compiled against, as NV_TENSORRT_VERSION
  * would give it for major.minor.patch (e.g. 100300 for 10.3.0). */
 int32_t fl_trt_header_version(void);

@@ -142,7 +142,13 @@ unsafe impl Send for TensorBuffer {}
 
 impl TensorBuffer {
     pub fn new(len: usize, mapped: bool) -> Result<TensorBuffer, Error> {
-        let bytes = len * std::mem::size_of::<f32>();
+        let bytes = len
+            .checked_mul(std::mem::size_of::<f32>())
+            .filter(|&b| b > 0)
+            .ok_or_else(|| Error {
+                code: ERR_ARGUMENT,
+                message: format!("a tensor of {len} values cannot be allocated"),
+            })?;
         if mapped {
             let (mut host, mut device) = (std::ptr::null_mut(), std::ptr::null_mut());
             // SAFETY: both outlive the call; freed in Drop.
@@ -230,27 +236,36 @@ impl Drop for TensorBuffer {
     }
 }
 
-/// Receives TensorRT's log lines: severity (0 internal error … 4 verbose)
-/// and the message.
-pub type Log = Box<dyn Fn(i32, &str) + Send + Sync>;
+/// Where TensorRT's log lines go: severity (0 internal error … 4 verbose)
+/// and the message. TensorRT has one logger per process.
+pub type Log = fn(i32, &str);
+
+static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
+
+/// Sends TensorRT's log lines to `log`, for the rest of the process; the
+/// first call wins. Without it they are dropped.
+pub fn set_log(log: Log) {
+    let _ = LOG.set(log);
+    // SAFETY: the trampoline is a static function and takes no user data.
+    unsafe { ffi::fl_trt_set_log(Some(log_trampoline), std::ptr::null_mut()) }
+}
 
 unsafe extern "C" fn log_trampoline(
-    user: *mut c_void,
+    _user: *mut c_void,
     severity: i32,
     message: *const std::ffi::c_char,
 ) {
-    if user.is_null() || message.is_null() {
+    let Some(log) = LOG.get() else { return };
+    if message.is_null() {
         return;
     }
-    // SAFETY: `user` is the `Log` boxed by its owner, alive as long as the
-    // runtime or build that logs; `message` is a C string for this call.
-    let (log, text) = unsafe { (&*(user as *const Log), CStr::from_ptr(message)) };
+    // SAFETY: a C string valid for this call.
+    let text = unsafe { CStr::from_ptr(message) };
     log(severity, &text.to_string_lossy());
 }
 
 struct RuntimeInner {
     raw: *mut ffi::FlTrtRuntime,
-    _log: Box<Log>,
 }
 
 impl Drop for RuntimeInner {
@@ -269,12 +284,13 @@ unsafe impl Sync for RuntimeInner {}
 pub struct Runtime(Arc<RuntimeInner>);
 
 impl Runtime {
-    pub fn new(log: Log) -> Result<Runtime, Error> {
-        let log = Box::new(log);
-        let user = (&*log as *const Log).cast_mut().cast::<c_void>();
-        // SAFETY: `log` is kept in the runtime, so `user` stays valid.
-        let raw = null_is_error(unsafe { ffi::fl_trt_runtime_create(Some(log_trampoline), user) })?;
-        Ok(Runtime(Arc::new(RuntimeInner { raw, _log: log })))
+    /// Log lines go where [`set_log`] said.
+    pub fn new() -> Result<Runtime, Error> {
+        // SAFETY: the trampoline is static and takes no user data.
+        let raw = null_is_error(unsafe {
+            ffi::fl_trt_runtime_create(Some(log_trampoline), std::ptr::null_mut())
+        })?;
+        Ok(Runtime(Arc::new(RuntimeInner { raw })))
     }
 
     /// An engine from a serialised plan made by [`build`] on this device.
@@ -352,10 +368,12 @@ impl Engine {
     }
 
     pub fn context(&self) -> Result<Context, Error> {
+        let tensors = self.tensors();
         // SAFETY: the engine is alive; the context keeps it so.
         let raw = null_is_error(unsafe { ffi::fl_trt_context_create(self.0.raw) })?;
         Ok(Context {
             raw,
+            tensors,
             _engine: Arc::clone(&self.0),
         })
     }
@@ -364,6 +382,7 @@ impl Engine {
 /// An execution context: runs the engine on buffers.
 pub struct Context {
     raw: *mut ffi::FlTrtContext,
+    tensors: Vec<TensorInfo>,
     _engine: Arc<EngineInner>,
 }
 
@@ -387,6 +406,7 @@ impl Context {
         inputs: &[(&str, &TensorBuffer)],
         outputs: &mut [(&str, &mut TensorBuffer)],
     ) -> Result<(), Error> {
+        self.check_bindings(inputs, outputs)?;
         let bind = |name: &str, device: *mut c_void| -> Result<(), Error> {
             let c = CString::new(name).map_err(|_| Error {
                 code: ERR_ARGUMENT,
@@ -416,6 +436,58 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Every tensor of the engine bound exactly once, inputs as inputs,
+    /// outputs as outputs, each buffer as long as its tensor and the tensor
+    /// `f32`: TensorRT must never read or write past a buffer, nor through
+    /// an address bound by an earlier run.
+    fn check_bindings(
+        &self,
+        inputs: &[(&str, &TensorBuffer)],
+        outputs: &[(&str, &mut TensorBuffer)],
+    ) -> Result<(), Error> {
+        let wrong = |message: String| Error {
+            code: ERR_ARGUMENT,
+            message,
+        };
+        let given = inputs
+            .iter()
+            .map(|(n, b)| (*n, b.len(), true))
+            .chain(outputs.iter().map(|(n, b)| (*n, b.len(), false)));
+        let mut seen = 0;
+        for (name, len, is_input) in given {
+            let t = self
+                .tensors
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| wrong(format!("the engine has no tensor {name}")))?;
+            if t.is_input != is_input || t.data_type != ffi::FL_FLOAT as i32 {
+                return Err(wrong(format!(
+                    "tensor {name} bound the wrong way or not f32"
+                )));
+            }
+            let elements = t
+                .shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+            if elements != Some(len) {
+                return Err(wrong(format!(
+                    "tensor {name} has shape {:?}; its buffer holds {len} values",
+                    t.shape
+                )));
+            }
+            seen += 1;
+        }
+        if seen != self.tensors.len() {
+            return Err(wrong(format!(
+                "{seen} buffers for {} tensors (each once)",
+                self.tensors.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How to build an engine.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions<'a> {
@@ -428,8 +500,9 @@ pub struct BuildOptions<'a> {
 }
 
 /// Builds a serialised engine (a plan) from an ONNX model on this device.
-/// Minutes on a Jetson: cache the result.
-pub fn build(onnx: &[u8], options: &BuildOptions<'_>, log: Log) -> Result<Vec<u8>, Error> {
+/// Minutes on a Jetson: cache the result. Log lines go where [`set_log`]
+/// said.
+pub fn build(onnx: &[u8], options: &BuildOptions<'_>) -> Result<Vec<u8>, Error> {
     let cache = options.calibration_cache.unwrap_or(&[]);
     let raw_options = ffi::FlTrtBuildOptions {
         fp16: i32::from(options.fp16),
@@ -438,17 +511,15 @@ pub fn build(onnx: &[u8], options: &BuildOptions<'_>, log: Log) -> Result<Vec<u8
         calibration_cache_bytes: cache.len(),
         workspace_bytes: options.workspace_bytes,
     };
-    let log = Box::new(log);
-    let user = (&*log as *const Log).cast_mut().cast::<c_void>();
     let mut blob = std::ptr::null_mut();
-    // SAFETY: every pointer outlives the call; the logger box too.
+    // SAFETY: every pointer outlives the call.
     check(unsafe {
         ffi::fl_trt_build(
             onnx.as_ptr().cast(),
             onnx.len(),
             &raw_options,
             Some(log_trampoline),
-            user,
+            std::ptr::null_mut(),
             &mut blob,
         )
     })?;

@@ -133,6 +133,13 @@ fn a_scanner_that_requires_tls_is_refused_in_the_clear() {
     let ct01 = rq("CT01", "FIRSTLOOK", &[(CT, &["1.2.840.10008.1.2"])]);
     assert!(negotiate(&ct01, lan, &cfg, OK_LOAD).is_ok());
     assert!(negotiate(&ct01, lan, &cfg, over_tls).is_ok());
+    // A wildcard entry for the same hosts does not let CT09 in the clear.
+    let wildcard = format!("{CONFIG}\n[[scanners]]\nae_title = \"*\"\nhosts = [\"10.1.2.0/24\"]\n");
+    let cfg = Config::parse(&wildcard, "t").unwrap();
+    assert!(negotiate(&ct09, lan, &cfg, OK_LOAD).is_err());
+    assert!(negotiate(&ct09, lan, &cfg, over_tls).is_ok());
+    let ct02 = rq("CT02", "FIRSTLOOK", &[(CT, &["1.2.840.10008.1.2"])]);
+    assert!(negotiate(&ct02, lan, &cfg, OK_LOAD).is_ok());
 }
 
 #[test]
