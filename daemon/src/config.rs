@@ -1218,22 +1218,26 @@ impl Config {
     /// Is a peer with this calling AE title at this address, connected over
     /// TLS or not, allowed to send?
     pub fn scanner_allowed(&self, calling_ae: &str, ip: IpAddr, over_tls: bool) -> ScannerCheck {
-        let matching = |s: &&Scanner| s.hosts.iter().any(|h| h.contains(ip));
-        let known: Vec<&Scanner> = self.scanners.iter().filter(matching).collect();
-        let entries: Vec<&&Scanner> = known
+        let known = |s: &&Scanner| s.hosts.iter().any(|h| h.contains(ip));
+        let mut entries = self
+            .scanners
             .iter()
+            .filter(known)
             .filter(|s| s.ae_title.matches(calling_ae))
-            .collect();
+            .peekable();
+        if entries.peek().is_none() {
+            return if self.scanners.iter().any(|s| known(&s)) {
+                ScannerCheck::UnknownCallingAe
+            } else {
+                ScannerCheck::UnknownHost
+            };
+        }
         // One entry asking for TLS is enough: another (a wildcard, say)
         // must not let the same scanner in the clear.
-        if !over_tls && entries.iter().any(|s| s.require_tls) {
+        if !over_tls && entries.any(|s| s.require_tls) {
             ScannerCheck::TlsRequired
-        } else if !entries.is_empty() {
-            ScannerCheck::Allowed
-        } else if !known.is_empty() {
-            ScannerCheck::UnknownCallingAe
         } else {
-            ScannerCheck::UnknownHost
+            ScannerCheck::Allowed
         }
     }
 }

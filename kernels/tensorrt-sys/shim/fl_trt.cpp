@@ -115,6 +115,25 @@ int32_t fl_type(nvinfer1::DataType t) {
     }
 }
 
+// A handle made by `make` (false: it failed); a failure or an exception
+// leaves a message (TensorRT's own where it logged one) and gives null.
+template <class Handle, class Make> Handle *guarded(Make make, const char *failed) noexcept {
+    try {
+        auto handle = std::make_unique<Handle>();
+        if (make(*handle)) {
+            return handle.release();
+        }
+        if (last_error.empty()) {
+            fail(FL_ERR_TENSORRT, failed);
+        }
+    } catch (const std::exception &e) {
+        fail(FL_ERR_TENSORRT, e.what());
+    } catch (...) {
+        fail(FL_ERR_TENSORRT, "unknown C++ exception");
+    }
+    return nullptr;
+}
+
 } // namespace
 
 struct FlTrtRuntime {
@@ -236,21 +255,12 @@ int32_t fl_cuda_copy_to_host(void *host, const void *device, size_t bytes, void 
 
 FlTrtRuntime *fl_trt_runtime_create(FlTrtLogFn log, void *user) {
     clear_error();
-    try {
-        auto r = std::make_unique<FlTrtRuntime>();
-        r->runtime.reset(nvinfer1::createInferRuntime(logger(log, user)));
-        if (!r->runtime) {
-            fail(FL_ERR_TENSORRT, "createInferRuntime failed");
-            return nullptr;
-        }
-        return r.release();
-    } catch (const std::exception &e) {
-        fail(FL_ERR_TENSORRT, e.what());
-        return nullptr;
-    } catch (...) {
-        fail(FL_ERR_TENSORRT, "unknown C++ exception");
-        return nullptr;
-    }
+    return guarded<FlTrtRuntime>(
+        [&](FlTrtRuntime &r) {
+            r.runtime.reset(nvinfer1::createInferRuntime(logger(log, user)));
+            return r.runtime != nullptr;
+        },
+        "createInferRuntime failed");
 }
 
 void fl_trt_runtime_destroy(FlTrtRuntime *runtime) { delete runtime; }
@@ -261,23 +271,12 @@ FlTrtEngine *fl_trt_engine_deserialize(FlTrtRuntime *runtime, const void *plan, 
         fail(FL_ERR_ARGUMENT, "no runtime or no plan");
         return nullptr;
     }
-    try {
-        auto e = std::make_unique<FlTrtEngine>();
-        e->engine.reset(runtime->runtime->deserializeCudaEngine(plan, bytes));
-        if (!e->engine) {
-            if (last_error.empty()) {
-                fail(FL_ERR_TENSORRT, "the engine plan could not be deserialised");
-            }
-            return nullptr;
-        }
-        return e.release();
-    } catch (const std::exception &ex) {
-        fail(FL_ERR_TENSORRT, ex.what());
-        return nullptr;
-    } catch (...) {
-        fail(FL_ERR_TENSORRT, "unknown C++ exception");
-        return nullptr;
-    }
+    return guarded<FlTrtEngine>(
+        [&](FlTrtEngine &e) {
+            e.engine.reset(runtime->runtime->deserializeCudaEngine(plan, bytes));
+            return e.engine != nullptr;
+        },
+        "the engine plan could not be deserialised");
 }
 
 void fl_trt_engine_destroy(FlTrtEngine *engine) { delete engine; }
@@ -319,21 +318,12 @@ int32_t fl_trt_engine_io_type(const FlTrtEngine *engine, const char *name) {
 
 FlTrtContext *fl_trt_context_create(FlTrtEngine *engine) {
     clear_error();
-    try {
-        auto c = std::make_unique<FlTrtContext>();
-        c->context.reset(engine->engine->createExecutionContext());
-        if (!c->context) {
-            fail(FL_ERR_TENSORRT, "createExecutionContext failed");
-            return nullptr;
-        }
-        return c.release();
-    } catch (const std::exception &e) {
-        fail(FL_ERR_TENSORRT, e.what());
-        return nullptr;
-    } catch (...) {
-        fail(FL_ERR_TENSORRT, "unknown C++ exception");
-        return nullptr;
-    }
+    return guarded<FlTrtContext>(
+        [&](FlTrtContext &c) {
+            c.context.reset(engine->engine->createExecutionContext());
+            return c.context != nullptr;
+        },
+        "createExecutionContext failed");
 }
 
 void fl_trt_context_destroy(FlTrtContext *context) { delete context; }
