@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::forward;
 use crate::inference::{self, DecisionEvent, Events};
 use crate::ingest::Ingest;
+use crate::liveness::{Beat, Liveness};
 use crate::spool::{RecoveryReport, Spool, SpoolError, SpoolOptions};
 
 /// Why the daemon could not start.
@@ -55,9 +56,13 @@ pub struct Daemon {
     pub recovery: RecoveryReport,
     events: Events,
     audit: AuditLog,
+    liveness: Arc<Liveness>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// One look at the disk and the spool index: milliseconds when healthy.
+const SPOOL_STEP_LIMIT: Duration = Duration::from_secs(60);
 
 impl Daemon {
     /// Binds the ports, gives up root (to `node.run_as`), recovers the
@@ -121,7 +126,13 @@ impl Daemon {
         }
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let ingest = Ingest::new(Arc::clone(&config), Arc::clone(&spool), audit.clone());
+        let liveness = Liveness::new();
+        let ingest = Ingest::new(
+            Arc::clone(&config),
+            Arc::clone(&spool),
+            audit.clone(),
+            Arc::clone(&liveness),
+        );
         if let Some((listener, acceptor)) = tls_listener {
             let ingest = Arc::clone(&ingest);
             tasks.push(tokio::spawn(ingest.serve(
@@ -137,8 +148,13 @@ impl Daemon {
             forward_tls,
             rx.clone(),
             audit.clone(),
+            &liveness,
         ));
-        tasks.push(tokio::spawn(watch_disk(Arc::clone(&spool), rx.clone())));
+        tasks.push(tokio::spawn(watch_disk(
+            Arc::clone(&spool),
+            rx.clone(),
+            liveness.lifelong("spool", SPOOL_STEP_LIMIT),
+        )));
         tasks.push(tokio::spawn(retire(
             Arc::clone(&spool),
             config.spool.retention(),
@@ -166,6 +182,7 @@ impl Daemon {
                     events.clone(),
                     rx.clone(),
                     &audit,
+                    &liveness,
                 )
                 .await,
             );
@@ -189,9 +206,20 @@ impl Daemon {
             recovery,
             events,
             audit,
+            liveness,
             shutdown,
             tasks,
         })
+    }
+
+    /// What the systemd watchdog is fed on.
+    pub fn liveness(&self) -> Arc<Liveness> {
+        Arc::clone(&self.liveness)
+    }
+
+    /// Turns true when the daemon starts stopping.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     /// Every triage decision from now on, as it is stored.
@@ -201,6 +229,7 @@ impl Daemon {
 
     /// Stops accepting, lets workers finish their step, and returns.
     pub async fn stop(self) {
+        self.liveness.stop();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
@@ -245,9 +274,16 @@ pub(crate) fn spool_options(config: &Config) -> SpoolOptions {
     }
 }
 
-async fn watch_disk(spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>) {
+/// Keeps the watermarks current, and shows the index answering.
+async fn watch_disk(spool: Arc<Spool>, mut shutdown: watch::Receiver<bool>, beat: Beat) {
     loop {
-        spool.watermarks().check();
+        {
+            let _step = beat.busy();
+            spool.watermarks().check();
+            if let Err(e) = spool.index().call(|_| Ok(())).await {
+                tracing::warn!(message = "the spool index does not answer", error = %e);
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.changed() => return,

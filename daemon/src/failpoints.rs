@@ -1,6 +1,8 @@
 //! Failpoints for the fault-injection tests. They exist only in builds with
 //! the `failpoints` feature (README's test command); without it `hit` is
-//! `None` and compiles away. Only code in the same process can arm them.
+//! `None` and compiles away. Only code in the same process can arm them,
+//! or, for a test that runs the binary, `FIRSTLOOK_FAILPOINTS` read at its
+//! start.
 
 /// What an armed failpoint does when reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +13,8 @@ pub enum Fault {
     ShortWrite,
     /// SQLite answers with this primary result code (SQLITE_BUSY, SQLITE_FULL).
     Sqlite(i32),
+    /// The step never returns (a lost wake-up, a deadlock).
+    Hang,
 }
 
 impl Fault {
@@ -23,6 +27,7 @@ impl Fault {
             Fault::Sqlite(code) => {
                 std::io::Error::other(format!("SQLite error {code} (failpoint)"))
             }
+            Fault::Hang => std::io::Error::other("hang (failpoint)"),
         }
     }
 
@@ -88,6 +93,33 @@ mod armed {
         Disarm { _serial: serial }.and(name, fault, times)
     }
 
+    /// Arms what `FIRSTLOOK_FAILPOINTS` names, `name=hang` separated by
+    /// commas, for the rest of the process; returns the names armed.
+    pub fn arm_from_env() -> Result<Vec<String>, String> {
+        let Ok(spec) = std::env::var("FIRSTLOOK_FAILPOINTS") else {
+            return Ok(Vec::new());
+        };
+        let mut names = Vec::new();
+        for item in spec.split(',').filter(|i| !i.is_empty()) {
+            let (name, fault) = item
+                .split_once('=')
+                .ok_or_else(|| format!("FIRSTLOOK_FAILPOINTS: {item}: expected name=hang"))?;
+            if fault != "hang" {
+                return Err(format!(
+                    "FIRSTLOOK_FAILPOINTS: {item}: only `hang` can be armed from outside"
+                ));
+            }
+            let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+            ARMED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((name, Fault::Hang, u32::MAX));
+            ANY.store(true, Ordering::SeqCst);
+            names.push(name.to_string());
+        }
+        Ok(names)
+    }
+
     pub fn hit(name: &str) -> Option<Fault> {
         if !ANY.load(Ordering::Relaxed) {
             return None;
@@ -101,7 +133,7 @@ mod armed {
 }
 
 #[cfg(feature = "failpoints")]
-pub use armed::{arm, hit, Disarm};
+pub use armed::{arm, arm_from_env, hit, Disarm};
 
 /// Never fails: this build has no failpoints.
 #[cfg(not(feature = "failpoints"))]

@@ -82,12 +82,29 @@ fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
     }
 }
 
+/// To the journal when standard error is systemd's journal stream (with
+/// levels and fields kept), else to standard error.
 fn init_logs(default: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIRSTLOOK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let journal = firstlook::systemd::stderr_is_journal()
+        .then(|| match tracing_journald::layer() {
+            Ok(layer) => Some(layer.with_syslog_identifier("firstlookd".into())),
+            Err(e) => {
+                eprintln!("firstlookd: cannot log to the journal ({e}); logging to standard error");
+                None
+            }
+        })
+        .flatten();
+    let stderr = journal
+        .is_none()
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(journal)
+        .with(stderr)
         .init();
 }
 
@@ -218,12 +235,29 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Run => {
             init_logs("info");
+            #[cfg(feature = "failpoints")]
+            for name in firstlook::failpoints::arm_from_env().map_err(anyhow::Error::msg)? {
+                tracing::warn!(message = "failpoint armed from the environment", name = %name);
+            }
             let config = load(cli.config.as_ref())?;
             confine(&config)?;
+            let notifier = firstlook::systemd::Notifier::from_env().map(std::sync::Arc::new);
             runtime()?.block_on(async move {
                 let daemon = Daemon::start(config).await?;
+                if let Some(n) = &notifier {
+                    n.ready(&format!("accepting DICOM on {}", daemon.listen_addr));
+                    tokio::spawn(firstlook::systemd::supervise(
+                        std::sync::Arc::clone(n),
+                        daemon.liveness(),
+                        daemon.spool.dir().to_path_buf(),
+                        daemon.stopping(),
+                    ));
+                }
                 shutdown_signal().await;
                 tracing::info!(message = "shutting down");
+                if let Some(n) = &notifier {
+                    n.stopping();
+                }
                 daemon.stop().await;
                 Ok::<_, anyhow::Error>(())
             })?;

@@ -268,6 +268,31 @@ fn gib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0 * 1024.0)
 }
 
+impl StatusReport {
+    /// What systemd shows for the service (`STATUS=`): held, queued, dead,
+    /// disk, model; no patient data.
+    pub fn one_line(&self) -> String {
+        let pending: u64 = self.destinations.iter().map(|d| d.pending).sum();
+        let dead: u64 = self.destinations.iter().map(|d| d.dead).sum();
+        let used = match self.disk_total_bytes {
+            0 => 0.0,
+            total => 100.0 * (total - self.disk_available_bytes.min(total)) as f64 / total as f64,
+        };
+        let mut line = format!(
+            "{} images held, {pending} waiting for PACS, {dead} dead letters, disk {used:.0} % used",
+            self.instances
+        );
+        if let Some(m) = self.triage.as_ref().and_then(|t| t.model.as_ref()) {
+            line.push_str(&format!(
+                ", model {} ({})",
+                m.state,
+                m.engine.as_deref().unwrap_or("no engine")
+            ));
+        }
+        line
+    }
+}
+
 impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "spool      {}", self.spool_dir)?;

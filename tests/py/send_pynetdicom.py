@@ -7,14 +7,19 @@ Prints one line per instance: "STORED <SOPInstanceUID> 0xSSSS" on success,
 "FAILED <SOPInstanceUID> 0xSSSS <comment>" otherwise; exits 0 only if every
 instance was stored.
 
-usage: send_pynetdicom.py HOST PORT CALLING_AE CALLED_AE [--max-pdu N] PATH...
-  --max-pdu N   our maximum receive PDU length (0 = unlimited)
+Prints "SENDING <SOPInstanceUID>" as each C-STORE starts.
+
+usage: send_pynetdicom.py HOST PORT CALLING_AE CALLED_AE [--max-pdu N] [--pdu-delay S] PATH...
+  --max-pdu N      our maximum receive PDU length (0 = unlimited)
+  --pdu-delay S    wait S seconds before each P-DATA PDU (a slow link)
 """
 import os
 import sys
+import time
 
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, _config
+from pynetdicom.transport import AssociationSocket
 
 _config.STORE_SEND_CHUNKED_DATASET = True
 
@@ -30,12 +35,27 @@ def files_in(paths):
             yield p
 
 
+def slow_link(delay):
+    send = AssociationSocket.send
+
+    def delayed(self, bytestream):
+        if bytestream[:1] == b"\x04":  # P-DATA-TF
+            time.sleep(delay)
+        send(self, bytestream)
+
+    AssociationSocket.send = delayed
+
+
 def main() -> int:
     args = sys.argv[1:]
     max_pdu = None
     if "--max-pdu" in args:
         i = args.index("--max-pdu")
         max_pdu = int(args[i + 1])
+        del args[i : i + 2]
+    if "--pdu-delay" in args:
+        i = args.index("--pdu-delay")
+        slow_link(float(args[i + 1]))
         del args[i : i + 2]
     host, port, calling, called = args[0], int(args[1]), args[2], args[3]
     files = list(files_in(args[4:]))
@@ -58,6 +78,7 @@ def main() -> int:
         return 2
     failures = 0
     for path, uid in metas:
+        print(f"SENDING {uid}", flush=True)
         status = assoc.send_c_store(path)
         if "Status" not in status:
             print(f"FAILED {uid} none no response", flush=True)

@@ -60,6 +60,8 @@ pub struct DaemonConfig {
     pub batch_size: u32,
     pub retry_initial_secs: u32,
     pub retry_max_secs: u32,
+    /// `[forward] connect_timeout_secs` and `dimse_timeout_secs`.
+    pub forward_timeouts_secs: (u32, u32),
     pub high_watermark_percent: u32,
     pub low_watermark_percent: u32,
     /// Lines of the `[triage]` table; empty keeps its defaults.
@@ -89,6 +91,7 @@ impl DaemonConfig {
             batch_size: 200,
             retry_initial_secs: 1,
             retry_max_secs: 2,
+            forward_timeouts_secs: (5, 60),
             high_watermark_percent: 98,
             low_watermark_percent: 95,
             triage: String::new(),
@@ -178,7 +181,7 @@ impl DaemonConfig {
              max_associations = {}\nartim_timeout_secs = 30\ndimse_timeout_secs = 120\n{}\n\
              [spool]\nhigh_watermark_percent = {}\nlow_watermark_percent = {}\nretention_hours = 24\n\n\
              [forward]\nretry_initial_secs = {}\nretry_max_secs = {}\ngive_up_after_hours = 72\n\
-             batch_size = {}\nconnect_timeout_secs = 5\ndimse_timeout_secs = 60\n",
+             batch_size = {}\nconnect_timeout_secs = {}\ndimse_timeout_secs = {}\n",
             self.port,
             spool_dir.display(),
             self.max_associations,
@@ -187,7 +190,9 @@ impl DaemonConfig {
             self.low_watermark_percent,
             self.retry_initial_secs,
             self.retry_max_secs,
-            self.batch_size
+            self.batch_size,
+            self.forward_timeouts_secs.0,
+            self.forward_timeouts_secs.1
         );
         for (ae, hosts) in &self.scanners {
             let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
@@ -308,15 +313,21 @@ impl Daemon {
 
     /// SIGTERM, and waits for the daemon to shut down by itself.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut proc = self.proc.take().expect("daemon running");
-        let pid = proc.pid().expect("pid") as i32;
+        self.sigterm();
+        self.proc
+            .take()
+            .expect("daemon running")
+            .wait_exit(Duration::from_secs(60))
+            .expect("firstlookd exits within 60 s of SIGTERM")
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn sigterm(&self) {
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
+            nix::unistd::Pid::from_raw(self.pid() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("SIGTERM");
-        proc.wait_exit(Duration::from_secs(60))
-            .expect("firstlookd exits within 60 s of SIGTERM")
     }
 
     /// SIGKILL: no shutdown, no flush.

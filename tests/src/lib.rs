@@ -11,6 +11,7 @@ mod daemon;
 mod dicom;
 mod http;
 pub mod metrics;
+mod notify;
 mod paths;
 mod peers;
 mod process;
@@ -28,6 +29,7 @@ pub use dicom::{
 };
 pub use firstlook_phantom::{write_study, Finding, Kind, StudySpec};
 pub use http::{http, json_post};
+pub use notify::{Notification, NotifySocket};
 pub use paths::{
     demo_bundle, firstlookd_bin, free_port, ort_dylib, py_script, release_bin, scratch, Scratch,
 };

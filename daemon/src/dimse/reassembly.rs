@@ -66,6 +66,11 @@ impl Reassembler {
         Self::default()
     }
 
+    /// True between messages: no command or data set partly received.
+    pub fn idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+
     /// True while a data set is partly received.
     pub fn in_data(&self) -> bool {
         matches!(self.state, State::Data { .. })

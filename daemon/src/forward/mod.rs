@@ -19,6 +19,7 @@ use crate::audit::{AuditLog, Event, Outcome, Studies};
 use crate::config::{Config, Destination};
 use crate::dataset::Encoding;
 use crate::dimse::{Priority, Status, StatusClass};
+use crate::liveness::{Beat, Liveness};
 use crate::spool::{now_ms, Spool};
 use crate::tls::Client as TlsClient;
 use queue::Queued;
@@ -70,7 +71,11 @@ pub fn spawn_workers(
     tls: Vec<Option<TlsClient>>,
     shutdown: watch::Receiver<bool>,
     audit: AuditLog,
+    liveness: &Arc<Liveness>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    // One step waits at most for a connection or a response, then the spool.
+    let fwd = &config.forward;
+    let step_limit = fwd.connect_timeout().max(fwd.dimse_timeout()) + Duration::from_secs(10);
     config
         .destinations
         .iter()
@@ -80,6 +85,7 @@ pub fn spawn_workers(
             let span =
                 tracing::info_span!("forward", destination = %dest.name, tls = tls.is_some());
             let worker = Worker {
+                beat: liveness.lifelong(format!("forwarding to {}", dest.name), step_limit),
                 config: Arc::clone(&config),
                 spool: Arc::clone(&spool),
                 name: Arc::from(dest.name.as_str()),
@@ -101,6 +107,7 @@ struct Worker {
     dest: Destination,
     tls: Option<TlsClient>,
     audit: AuditLog,
+    beat: Beat,
 }
 
 impl Worker {
@@ -132,7 +139,9 @@ impl Worker {
                 return;
             }
             work.borrow_and_update();
+            let step = self.beat.busy();
             let Some(batch) = self.fetch().await else {
+                drop(step);
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };
@@ -148,6 +157,7 @@ impl Worker {
                 let wait = due.map_or(Duration::from_secs(5), |at| {
                     Duration::from_millis((at - now_ms()).clamp(10, 5000) as u64)
                 });
+                drop(step);
                 tokio::select! {
                     _ = work.changed() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -191,6 +201,9 @@ impl Worker {
     /// One association: sends the batch, then keeps going while more work
     /// arrives that the negotiated contexts can carry.
     async fn session(&self, mut batch: Vec<Queued>, work: &mut watch::Receiver<u64>) {
+        if let Some(crate::failpoints::Fault::Hang) = crate::failpoints::hit("forward-wedge") {
+            std::future::pending::<()>().await;
+        }
         let mut contexts = Self::contexts_for(&batch);
         while contexts.len() > MAX_CONTEXTS && batch.len() > 1 {
             batch.truncate(batch.len() / 2);
@@ -242,6 +255,7 @@ impl Worker {
                 }
             }
             work.borrow_and_update();
+            self.beat.progress();
             let mut next = self.fetch().await.unwrap_or_default();
             if next.is_empty() {
                 // Linger briefly: a scanner mid-series sends the next image soon.
@@ -318,6 +332,7 @@ impl Worker {
             let span = tracing::info_span!("study", uid = q.study_uid.as_deref().unwrap_or("-"));
             let sent = self.send_one(scu, q, dataset).instrument(span).await;
             spare = buf;
+            self.beat.progress();
             match sent {
                 Ok(Some(mark)) => {
                     delivered += 1;

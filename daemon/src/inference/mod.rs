@@ -28,6 +28,12 @@ use crate::triage::{decide, Assembler, Decision, ModelInfo, Outcome, Unit};
 /// only place firstlookd writes).
 pub const ENGINE_CACHE: &str = "engine-cache";
 
+/// One image through the model: well under a second on a CPU; this long
+/// means the engine has hung (the watchdog's measure of triage).
+const MODEL_STEP_LIMIT: Duration = Duration::from_secs(120);
+/// One look at the spool index for work.
+const INDEX_STEP_LIMIT: Duration = Duration::from_secs(60);
+
 use store::{ModelState, Pending};
 use worker::{Loaded, Output, Worker};
 
@@ -95,6 +101,7 @@ pub async fn start(
     events: Events,
     shutdown: watch::Receiver<bool>,
     audit: &AuditLog,
+    liveness: &Arc<crate::liveness::Liveness>,
 ) -> Vec<JoinHandle<()>> {
     if let Err(e) = spool.index().call(store::init).await {
         tracing::error!(message = "triage cannot create its tables; triage is off", error = %e);
@@ -164,6 +171,7 @@ pub async fn start(
         let threads = cfg.engine_threads.get() as usize;
         let engine_cache = spool.dir().join(ENGINE_CACHE);
         let state = state.clone();
+        let beat = liveness.lifelong(format!("triage worker {n}"), MODEL_STEP_LIMIT);
         tasks.push(tokio::task::spawn_blocking(move || {
             let loaded = match bundle {
                 Ok(bundle) => match Model::load_with(
@@ -185,7 +193,11 @@ pub async fn start(
             loop {
                 let next = feed_rx.lock().expect("feed queue").blocking_recv();
                 let Some(pending) = next else { return };
-                if out_tx.send(worker.process(&pending)).is_err() {
+                let output = {
+                    let _step = beat.busy();
+                    worker.process(&pending)
+                };
+                if out_tx.send(output).is_err() {
                     return;
                 }
             }
@@ -197,6 +209,7 @@ pub async fn start(
         feed_tx,
         cfg.queue.get() as usize,
         shutdown,
+        liveness.lifelong("triage feed", INDEX_STEP_LIMIT),
     )));
     tasks.push(tokio::spawn(collect(
         spool,
@@ -214,6 +227,9 @@ fn report_loaded(spool: &Spool, loaded: &Loaded, mut state: ModelState) {
         Loaded::Ready(model) => {
             state.state = "ready".into();
             state.engine = Some(model.backend().into());
+            if let Some(note) = model.note() {
+                state.note = Some(note.into());
+            }
             if let Some(note) = &state.note {
                 tracing::warn!(message = "triage engine", note = %note);
             }
@@ -244,15 +260,19 @@ async fn feed(
     tx: mpsc::Sender<Pending>,
     batch: usize,
     mut shutdown: watch::Receiver<bool>,
+    beat: crate::liveness::Beat,
 ) {
     let mut work = spool.subscribe_work();
     let mut after = 0i64;
     loop {
         work.borrow_and_update();
-        let rows = spool
-            .index()
-            .call(move |c| store::pending(c, after, batch))
-            .await;
+        let rows = {
+            let _step = beat.busy();
+            spool
+                .index()
+                .call(move |c| store::pending(c, after, batch))
+                .await
+        };
         match rows {
             Ok(rows) if !rows.is_empty() => {
                 for p in rows {

@@ -4,13 +4,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource, Pdu};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::policy::{self, AcceptedContext, Load};
 use super::store::{Incoming, StoreOutcome};
-use super::{Connection, Ingest};
+use super::{Connection, Ingest, STORE_LIMIT};
 use crate::audit::{Event, Outcome, Studies};
 use crate::dimse::{Command, CommandField, Fragment, Reassembler, Status};
+use crate::liveness::Beat;
 use crate::ul::{PduReader, PduWriter, Pdv, Received, WireError};
 
 pub async fn run(
@@ -18,6 +19,7 @@ pub async fn run(
     conn: Connection,
     peer: SocketAddr,
     handshake: OwnedSemaphorePermit,
+    shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &ingest.config.node;
     let Connection {
@@ -96,6 +98,9 @@ pub async fn run(
         peer_max_pdu = accepted.peer_max_pdu
     );
     let mut session = Session {
+        beat: ingest
+            .liveness
+            .transient(format!("association from {calling_ae}"), STORE_LIMIT),
         ingest: Arc::clone(&ingest),
         contexts: accepted.contexts,
         peer_max_pdu: accepted.peer_max_pdu,
@@ -108,7 +113,7 @@ pub async fn run(
         studies: Studies::default(),
         spool_writer: None,
     };
-    let end = session.serve(&mut reader, &mut writer).await;
+    let end = session.serve(&mut reader, &mut writer, shutdown).await;
     tracing::info!(
         message = "association ended",
         how = end,
@@ -128,6 +133,13 @@ pub async fn run(
         });
     }
     drop(permit);
+}
+
+/// Returns once the daemon is stopping.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn abort(writer: &mut PduWriter, reason: AbortRQServiceProviderReason) {
@@ -152,16 +164,36 @@ struct Session {
     /// What was stored, for the audit trail.
     studies: Studies,
     spool_writer: Option<crate::spool::InstanceWriter>,
+    beat: Beat,
 }
 
 impl Session {
-    async fn serve(&mut self, reader: &mut PduReader, writer: &mut PduWriter) -> &'static str {
+    async fn serve(
+        &mut self,
+        reader: &mut PduReader,
+        writer: &mut PduWriter,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> &'static str {
         let node = &self.ingest.config.node;
         let max_pdu = node.max_pdu_length.get() as u32;
         let idle = node.dimse_timeout();
         let linger = node.artim_timeout().min(std::time::Duration::from_secs(2));
         loop {
-            let pdu = match reader.read_message(max_pdu, idle).await {
+            let between_messages = self.reassembler.idle() && self.incoming.is_none();
+            let read = if between_messages {
+                tokio::select! {
+                    biased;
+                    r = reader.read_message(max_pdu, idle) => r,
+                    () = stopping(&mut shutdown) => {
+                        abort(writer, AbortRQServiceProviderReason::ReasonNotSpecified).await;
+                        return "daemon stopping: aborted between messages";
+                    }
+                }
+            } else {
+                // A C-STORE under way is finished and answered, even at shutdown.
+                reader.read_message(max_pdu, idle).await
+            };
+            let pdu = match read {
                 Ok(p) => p,
                 Err(WireError::Closed) => return "connection closed",
                 Err(WireError::Timeout(_)) => {
@@ -230,7 +262,10 @@ impl Session {
                 incoming.data(pdv.data).await;
                 if last {
                     let incoming = self.incoming.take().expect("checked above");
-                    let outcome = incoming.finish().await;
+                    let outcome = {
+                        let _step = self.beat.busy();
+                        incoming.finish().await
+                    };
                     self.respond_store(outcome, writer).await
                 } else {
                     Ok(())

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::audit::{AuditLog, Event, Outcome};
 use crate::config::Config;
+use crate::liveness::Liveness;
 use crate::spool::Spool;
 use crate::ul::{PduReader, PduWriter};
 
@@ -29,6 +30,13 @@ pub use policy::{negotiate, AcceptedContext, Load};
 /// only these, each for at most ARTIM.
 const HANDSHAKES: usize = 256;
 
+/// The accept loop never stays busy: only its end is watched.
+const ACCEPT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Making a received instance durable (segment sync, index commit) takes
+/// milliseconds on healthy storage; this long means the disk has hung.
+const STORE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What every association needs.
 pub struct Ingest {
     pub config: Arc<Config>,
@@ -38,10 +46,16 @@ pub struct Ingest {
     slots: Arc<Semaphore>,
     handshakes: Arc<Semaphore>,
     next_id: AtomicU64,
+    liveness: Arc<Liveness>,
 }
 
 impl Ingest {
-    pub fn new(config: Arc<Config>, spool: Arc<Spool>, audit: AuditLog) -> Arc<Ingest> {
+    pub fn new(
+        config: Arc<Config>,
+        spool: Arc<Spool>,
+        audit: AuditLog,
+        liveness: Arc<Liveness>,
+    ) -> Arc<Ingest> {
         let slots = Arc::new(Semaphore::new(config.node.max_associations.get() as usize));
         Arc::new(Ingest {
             config,
@@ -50,17 +64,23 @@ impl Ingest {
             slots,
             handshakes: Arc::new(Semaphore::new(HANDSHAKES)),
             next_id: AtomicU64::new(1),
+            liveness,
         })
     }
 
     /// Accepts connections until `shutdown` turns true; with `tls`, each
-    /// connection first completes a TLS handshake, within ARTIM.
+    /// connection first completes a TLS handshake, within ARTIM. At
+    /// shutdown, associations finish the C-STORE under way and are aborted.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let where_ = listener
+            .local_addr()
+            .map_or_else(|_| "ingest".to_string(), |a| format!("ingest on {a}"));
+        let _alive = self.liveness.lifelong(where_, ACCEPT_LIMIT);
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -86,12 +106,13 @@ impl Ingest {
             let this = Arc::clone(&self);
             let span = tracing::info_span!("association", id, peer = %peer, tls = tls.is_some());
             let tls = tls.clone();
+            let shutdown = shutdown.clone();
             tokio::spawn(
                 async move {
                     let Some(conn) = this.secure(stream, peer, tls).await else {
                         return;
                     };
-                    association::run(this, conn, peer, handshake).await;
+                    association::run(this, conn, peer, handshake, shutdown).await;
                 }
                 .instrument(span),
             );

@@ -15,4 +15,5 @@ mod panel;
 mod preprocess_parity;
 mod privileges;
 mod results;
+mod systemd_notify;
 mod triage;
