@@ -56,6 +56,7 @@ pub fn writable_paths(config: &Config) -> Vec<PathBuf> {
 const DEVICES: &[&str] = &[
     "/dev/null",
     "/dev/nvmap",
+    "/dev/host1x-fence",
     "/dev/nvgpu",
     "/dev/nvhost-ctrl",
     "/dev/nvhost-ctrl-gpu",
@@ -66,6 +67,8 @@ const DEVICES: &[&str] = &[
     "/dev/nvhost-tsg-gpu",
     "/dev/nvhost-ctxsw-gpu",
     "/dev/nvhost-sched-gpu",
+    "/dev/nvhost-nvsched-gpu",
+    "/dev/nvhost-power-gpu",
     "/dev/nvidiactl",
     "/dev/nvidia0",
     "/dev/nvidia-uvm",
