@@ -78,6 +78,8 @@ pub struct Model {
     bundle: Bundle,
     engine: Box<dyn Engine>,
     variant: Variant,
+    /// Why this is not the engine `auto` chose (TensorRT failed on it).
+    note: Option<String>,
 }
 
 /// What `choice` means in this build on this machine: `Auto` is TensorRT
@@ -86,9 +88,42 @@ pub struct Model {
 pub fn resolve(choice: EngineChoice) -> EngineChoice {
     match choice {
         EngineChoice::Auto if tensorrt_unavailable().is_none() => EngineChoice::Tensorrt,
-        EngineChoice::Auto if onnxruntime_loads() => EngineChoice::Onnxruntime,
-        EngineChoice::Auto => EngineChoice::Tract,
+        EngineChoice::Auto => resolve_cpu(),
         other => other,
+    }
+}
+
+/// The best CPU engine: ONNX Runtime when its library loads, else tract.
+fn resolve_cpu() -> EngineChoice {
+    if onnxruntime_loads() {
+        EngineChoice::Onnxruntime
+    } else {
+        EngineChoice::Tract
+    }
+}
+
+/// Loads with `resolved`, what `choice` meant here; when `auto` chose
+/// TensorRT and TensorRT cannot build, load or prove the model, loads on the
+/// CPU instead and says why (a GPU that fails must not leave images unread).
+fn with_cpu_fallback<T>(
+    choice: EngineChoice,
+    resolved: EngineChoice,
+    mut load: impl FnMut(EngineChoice) -> Result<T, ModelError>,
+) -> Result<(T, Option<String>), ModelError> {
+    match load(resolved) {
+        Err(e) if choice == EngineChoice::Auto && resolved == EngineChoice::Tensorrt => {
+            let cpu = resolve_cpu();
+            tracing::warn!(message = "TensorRT cannot run the model: falling back to the CPU", error = %e, engine = cpu.as_str());
+            let loaded = load(cpu)?;
+            Ok((
+                loaded,
+                Some(format!(
+                    "TensorRT could not run the model ({e}): running on the CPU ({})",
+                    cpu.as_str()
+                )),
+            ))
+        }
+        other => other.map(|loaded| (loaded, None)),
     }
 }
 
@@ -141,8 +176,13 @@ impl Model {
         threads: usize,
         engine_cache: Option<&std::path::Path>,
     ) -> Result<(Model, GoldenReport), ModelError> {
-        let mut model = Self::load_unchecked(bundle, variant, engine, threads, engine_cache)?;
-        let report = model.check_golden(None)?;
+        let ((mut model, report), note) = with_cpu_fallback(engine, resolve(engine), |resolved| {
+            let mut model =
+                Self::load_unchecked(bundle.clone(), variant, resolved, threads, engine_cache)?;
+            let report = model.check_golden(None)?;
+            Ok((model, report))
+        })?;
+        model.note = note;
         tracing::info!(
             model = %model.bundle.manifest().name,
             version = %model.bundle.manifest().version,
@@ -218,7 +258,13 @@ impl Model {
             bundle,
             engine,
             variant,
+            note: None,
         })
+    }
+
+    /// Why the engine is not the one `auto` chose, when TensorRT failed.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -445,4 +491,66 @@ impl Model {
 
 fn outputs_len(bundle: &Bundle) -> usize {
     bundle.manifest().outputs.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing_on(
+        broken: EngineChoice,
+        tried: &mut Vec<EngineChoice>,
+    ) -> impl FnMut(EngineChoice) -> Result<EngineChoice, ModelError> + '_ {
+        move |e| {
+            tried.push(e);
+            if e == broken {
+                Err(ModelError::EngineUnavailable(
+                    "tensorrt: engine build failed".into(),
+                ))
+            } else {
+                Ok(e)
+            }
+        }
+    }
+
+    #[test]
+    fn auto_falls_back_to_the_cpu_when_tensorrt_fails_and_says_why() {
+        let mut tried = Vec::new();
+        let (loaded, note) = with_cpu_fallback(
+            EngineChoice::Auto,
+            EngineChoice::Tensorrt,
+            failing_on(EngineChoice::Tensorrt, &mut tried),
+        )
+        .expect("the CPU engine loads");
+        assert_eq!(loaded, resolve_cpu());
+        assert_eq!(tried, vec![EngineChoice::Tensorrt, resolve_cpu()]);
+        let note = note.expect("a note for status");
+        assert!(note.contains("engine build failed"), "{note}");
+        assert!(note.contains("running on the CPU"), "{note}");
+    }
+
+    #[test]
+    fn tensorrt_by_name_never_falls_back() {
+        let mut tried = Vec::new();
+        let e = with_cpu_fallback(
+            EngineChoice::Tensorrt,
+            EngineChoice::Tensorrt,
+            failing_on(EngineChoice::Tensorrt, &mut tried),
+        )
+        .expect_err("no silent fallback for a named engine");
+        assert!(e.to_string().contains("engine build failed"));
+        assert_eq!(tried, vec![EngineChoice::Tensorrt]);
+    }
+
+    #[test]
+    fn a_cpu_engine_that_loads_has_no_note() {
+        let mut tried = Vec::new();
+        let (loaded, note) = with_cpu_fallback(
+            EngineChoice::Auto,
+            EngineChoice::Tract,
+            failing_on(EngineChoice::Tensorrt, &mut tried),
+        )
+        .expect("tract loads");
+        assert_eq!((loaded, note), (EngineChoice::Tract, None));
+    }
 }
