@@ -10,6 +10,8 @@
 //! independent of the detector size; it is linear, so it commutes with the
 //! modality LUT.
 
+#[cfg(feature = "cuda")]
+pub mod gpu;
 mod resize;
 mod rows;
 mod window;

@@ -7,7 +7,7 @@ use super::{Image, PreprocessError, Rows};
 
 /// For each output index along one axis: the input indices it covers and
 /// their weights (summing to 1).
-fn spans(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
+pub(super) fn spans(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
     let scale = input as f64 / output as f64;
     (0..output)
         .map(|o| {
@@ -29,7 +29,7 @@ fn spans(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
 }
 
 /// Bilinear taps: output pixel centres mapped to input coordinates.
-fn bilinear(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
+pub(super) fn bilinear(input: usize, output: usize) -> Vec<Vec<(usize, f32)>> {
     let scale = input as f64 / output as f64;
     (0..output)
         .map(|o| {
