@@ -73,7 +73,7 @@ impl Study {
             ),
             patient_id: format!("PH{}", spec.seed),
             birth_date: format!("{birth_year:04}{birth_month:02}{birth_day:02}"),
-            sex: if derive.value("patient-sex", 0) % 2 == 0 {
+            sex: if derive.value("patient-sex", 0).is_multiple_of(2) {
                 "F"
             } else {
                 "M"
