@@ -200,8 +200,9 @@ def triage_run(files, interval, engine="auto", env=None):
     """Sends `files` (radiographs) one C-STORE each, one every `interval`
     seconds (storescu per file, not waiting), to a firstlookd with triage on
     `engine`; returns ({"start": C-STORE start -> decision ms, "commit":
-    commit of the instance -> decision ms, "results": decision -> SR and
-    heatmap in the spool ms} per image, per-step timings of the worker, the
+    commit of the instance -> decision ms, "to_worker": commit -> a worker
+    starts on it, "after_worker": worker done -> decision stored, "results":
+    decision -> SR and heatmap in the spool ms} per image, per-step timings of the worker, the
     engine the daemon reported)."""
     work = workdir("triage")
     d = Daemon(work, triage={"engine": engine}, env=env)
@@ -230,7 +231,13 @@ def triage_run(files, interval, engine="auto", env=None):
                             "SELECT min(d.decided_at) - max(d.received_last_at), min(d.decided_at) - max(i.committed_at)"
                             " FROM decisions d JOIN instances i ON d.unit = 'instance ' || i.sop_instance_uid"
                             " GROUP BY d.unit").fetchall()
+                        steps = con.execute(
+                            "SELECT min(json_extract(d.record, '$.inference_started_ms')) - max(i.committed_at),"
+                            " min(d.decided_at) - max(json_extract(d.record, '$.inference_ended_ms'))"
+                            " FROM decisions d JOIN instances i ON d.unit = 'instance ' || i.sop_instance_uid"
+                            " GROUP BY d.unit").fetchall()
                         lat = {"start": [r[0] for r in rows], "commit": [r[1] for r in rows],
+                               "to_worker": [r[0] for r in steps], "after_worker": [r[1] for r in steps],
                                "results": [r[0] for r in con.execute(
                                    "SELECT written_at - decided_at FROM results WHERE state = 'written'")]}
                         timing = [dict(zip(("read", "decode", "preprocess", "inference"), r)) for r in con.execute(

@@ -258,6 +258,7 @@ impl Writer {
             series_number: SC_SERIES_NUMBER,
         };
         let key_ref = sources[key_at].reference.clone();
+        let laterality = source::laterality(key_stored.attributes());
         let report = Report {
             study: source::study_attributes(key_stored.attributes()),
             study_uid,
@@ -292,7 +293,13 @@ impl Writer {
         })
         .await
         .map_err(|e| Retry(e.to_string()))?;
-        let sc_obj = sc::build(&report, &sc, &picture, Some(&key_ref));
+        let sc_obj = sc::build(
+            &report,
+            &sc,
+            &picture,
+            Some(&key_ref),
+            laterality.as_deref(),
+        );
         let sr_obj = sr::build(&report);
         let destinations = match mode {
             ResultsMode::Full => self.spool.destinations().to_vec(),

@@ -19,6 +19,7 @@ pub fn build(
     sc: &NewInstance,
     picture: &Rgb,
     key: Option<&InstanceRef>,
+    laterality: Option<&str>,
 ) -> InMemDicomObject {
     let mut obj = InMemDicomObject::new_empty();
     common(report, &mut obj, SOP_CLASS, &sc.instance_uid);
@@ -37,7 +38,11 @@ pub fn build(
     obj.put_str(tags::INSTANCE_NUMBER, VR::IS, "1");
     obj.put_str(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY");
     obj.put(DataElement::empty(tags::PATIENT_ORIENTATION, VR::CS));
-    obj.put(DataElement::empty(tags::LATERALITY, VR::CS));
+    // Type 2C: dciodvfy wants it present, so an unknown side is sent empty.
+    match laterality {
+        Some(side) => obj.put_str(tags::LATERALITY, VR::CS, side),
+        None => obj.put(DataElement::empty(tags::LATERALITY, VR::CS)),
+    };
     obj.put_str(tags::BURNED_IN_ANNOTATION, VR::CS, "YES");
     obj.put_str(tags::RECOGNIZABLE_VISUAL_FEATURES, VR::CS, "NO");
     obj.put_str(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00");

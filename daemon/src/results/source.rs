@@ -88,6 +88,21 @@ const STUDY: [(Tag, Option<VR>); 14] = [
     (tags::INSTITUTION_NAME, None),
 ];
 
+/// The side the source shows, for a derived image's series: its Laterality,
+/// else its Image Laterality when that names one side. None when unknown or
+/// unpaired.
+pub fn laterality(source: &DefaultDicomObject) -> Option<String> {
+    let side = |tag| {
+        source
+            .element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| s == "R" || s == "L")
+    };
+    side(tags::LATERALITY).or_else(|| side(tags::IMAGE_LATERALITY))
+}
+
 pub fn study_attributes(source: &DefaultDicomObject) -> InMemDicomObject {
     let mut out = InMemDicomObject::new_empty();
     for (tag, type2) in STUDY {
@@ -102,4 +117,52 @@ pub fn study_attributes(source: &DefaultDicomObject) -> InMemDicomObject {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use dicom_core::VR;
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    use super::*;
+
+    fn source(elements: &[(dicom_core::Tag, &str)]) -> DefaultDicomObject {
+        let mut obj = InMemDicomObject::new_empty();
+        for &(tag, value) in elements {
+            obj.put_str(tag, VR::CS, value);
+        }
+        obj.with_meta(
+            FileMetaTableBuilder::new()
+                .media_storage_sop_class_uid(uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE)
+                .media_storage_sop_instance_uid("1.2.3")
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn laterality_names_a_side_or_nothing() {
+        assert_eq!(
+            laterality(&source(&[(tags::LATERALITY, "L")])),
+            Some("L".into())
+        );
+        assert_eq!(
+            laterality(&source(&[
+                (tags::LATERALITY, ""),
+                (tags::IMAGE_LATERALITY, "R")
+            ])),
+            Some("R".into())
+        );
+        assert_eq!(
+            laterality(&source(&[
+                (tags::LATERALITY, "R"),
+                (tags::IMAGE_LATERALITY, "L")
+            ])),
+            Some("R".into())
+        );
+        assert_eq!(laterality(&source(&[(tags::IMAGE_LATERALITY, "U")])), None);
+        assert_eq!(laterality(&source(&[(tags::IMAGE_LATERALITY, "B")])), None);
+        assert_eq!(laterality(&source(&[])), None);
+    }
 }
