@@ -36,7 +36,7 @@ pub use paths::{
 pub use peers::{Orthanc, PyPacs, StoreScp};
 pub use process::{last_lines, proc_status, python, run_cmd, tail, tool, CmdOutput, Proc};
 pub use scanners::{
-    epoch_ms, probe_association, pynetdicom_send, raw_dimse, storescu, storescu_successes,
+    echoscu, epoch_ms, probe_association, pynetdicom_send, raw_dimse, storescu, storescu_successes,
     storescu_timed, Probe, RawResult, RawStep,
 };
 pub use tls::Pki;

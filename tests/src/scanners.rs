@@ -8,10 +8,20 @@ use serde::Deserialize;
 
 use crate::paths::free_port;
 use crate::process::{last_lines, python, run_cmd, tool, CmdOutput};
-use crate::{NODE_AE, STORESCU};
+use crate::{ECHOSCU, NODE_AE, STORESCU};
 
 /// Sends with DCMTK `storescu -v` from calling AE `calling`; returns the output
 /// (not asserting success).
+/// DCMTK echoscu (C-ECHO) from `calling` to `called` on loopback.
+pub fn echoscu(port: u16, calling: &str, called: &str) -> CmdOutput {
+    run_cmd(
+        tool(ECHOSCU)
+            .args(["-v", "-aet", calling, "-aec", called, "127.0.0.1"])
+            .arg(port.to_string()),
+        Duration::from_secs(30),
+    )
+}
+
 pub fn storescu(port: u16, calling: &str, args: &[&str], files: &[&Path]) -> CmdOutput {
     let mut cmd = tool(STORESCU);
     cmd.args(["-v", "-aet", calling, "-aec", NODE_AE])

@@ -9,6 +9,7 @@
 mod changes;
 mod log_file;
 mod message;
+pub mod refusals;
 mod remote;
 mod syslog;
 

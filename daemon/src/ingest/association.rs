@@ -62,17 +62,15 @@ pub async fn run(
     let accepted = match policy::negotiate(&rq, peer.ip(), &ingest.config, load) {
         Ok(a) => a,
         Err(rejected) => {
-            tracing::warn!(
-                message = "association rejected",
-                calling_ae = %rq.calling_ae_title.trim(),
-                called_ae = %rq.called_ae_title.trim(),
-                why = rejected.why
-            );
-            ingest.audit.record(Event::Association {
+            ingest.refused(
                 peer,
-                calling_ae: rq.calling_ae_title.trim().to_string(),
-                outcome: Outcome::MinorFailure(format!("association rejected: {}", rejected.why)),
-            });
+                rq.calling_ae_title.trim(),
+                format!(
+                    "association rejected (called AE {}): {}",
+                    rq.called_ae_title.trim(),
+                    rejected.why
+                ),
+            );
             let _ = writer.send(&Pdu::AssociationRJ(rejected.rj)).await;
             // PS3.8 §9.1.3: the requestor closes the connection on receiving the
             // rejection; closing first risks it reading a reset, not the reason.

@@ -17,6 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use crate::audit::refusals::{self, Refusals};
 use crate::audit::{AuditLog, Event, Outcome};
 use crate::config::Config;
 use crate::liveness::Liveness;
@@ -45,6 +46,7 @@ pub struct Ingest {
     /// Associations (counted once their request has arrived).
     slots: Arc<Semaphore>,
     handshakes: Arc<Semaphore>,
+    refusals: Refusals,
     next_id: AtomicU64,
     liveness: Arc<Liveness>,
 }
@@ -63,6 +65,7 @@ impl Ingest {
             audit,
             slots,
             handshakes: Arc::new(Semaphore::new(HANDSHAKES)),
+            refusals: Refusals::default(),
             next_id: AtomicU64::new(1),
             liveness,
         })
@@ -81,9 +84,14 @@ impl Ingest {
             .local_addr()
             .map_or_else(|_| "ingest".to_string(), |a| format!("ingest on {a}"));
         let _alive = self.liveness.lifelong(where_, ACCEPT_LIMIT);
+        let mut tally = tokio::time::interval(refusals::WINDOW / 4);
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
+                _ = tally.tick() => {
+                    self.record_suppressed(Some(std::time::Instant::now()));
+                    continue;
+                }
                 _ = shutdown.changed() => break,
             };
             let (stream, peer) = match accepted {
@@ -116,6 +124,37 @@ impl Ingest {
                 }
                 .instrument(span),
             );
+        }
+        self.record_suppressed(None);
+    }
+
+    /// Audits a connection or association refused before any data, unless
+    /// its address has had its share of records this window (then it is
+    /// counted, and the count audited when the window ends).
+    pub fn refused(&self, peer: SocketAddr, calling_ae: &str, why: String) {
+        if self.refusals.admit(peer.ip(), std::time::Instant::now()) {
+            tracing::warn!(message = "connection refused", calling_ae = %calling_ae, why = %why);
+            self.audit.record(Event::Association {
+                peer,
+                calling_ae: calling_ae.to_string(),
+                outcome: Outcome::MinorFailure(why),
+            });
+        } else {
+            tracing::debug!(message = "connection refused (not audited one by one)", calling_ae = %calling_ae, why = %why);
+        }
+    }
+
+    /// Audits the counts of refusals not recorded one by one, for the
+    /// windows ended by `now` (all of them with `None`).
+    fn record_suppressed(&self, now: Option<std::time::Instant>) {
+        for s in self.refusals.ended(now) {
+            let why = s.describe();
+            tracing::warn!(message = "refused connections", peer = %s.peer, count = s.count, why = %why);
+            self.audit.record(Event::Association {
+                peer: SocketAddr::new(s.peer, 0),
+                calling_ae: String::new(),
+                outcome: Outcome::MinorFailure(why),
+            });
         }
     }
 
@@ -152,12 +191,7 @@ impl Ingest {
             Ok(Err(e)) => format!("TLS handshake failed: {e}"),
             Err(_) => format!("no TLS handshake within {artim:?}"),
         };
-        tracing::warn!(message = "connection refused", why = %failed);
-        self.audit.record(Event::Association {
-            peer,
-            calling_ae: String::new(),
-            outcome: Outcome::MinorFailure(failed),
-        });
+        self.refused(peer, "", failed);
         None
     }
 }

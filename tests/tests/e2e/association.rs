@@ -23,15 +23,6 @@ fn rejected(result: u8, source: u8, reason: u8) -> Probe {
     }
 }
 
-fn echoscu(port: u16, calling: &str, called: &str) -> CmdOutput {
-    run_cmd(
-        tool(ECHOSCU)
-            .args(["-v", "-aet", calling, "-aec", called, "127.0.0.1"])
-            .arg(port.to_string()),
-        Duration::from_secs(30),
-    )
-}
-
 /// echoscu from a configured AE succeeds; an unknown calling AE on a known
 /// host, a wrong called AE, and (on a second daemon) an unknown source
 /// address are rejected permanently with the reasons of PS3.8.

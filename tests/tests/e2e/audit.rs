@@ -230,6 +230,45 @@ fn a_session_with_scanner_stranger_pacs_and_panel_is_audited() {
     assert!(!text.contains(PASSWORD) && !text.contains("wrong guess!"));
 }
 
+/// A stranger knocking again and again (a port scan, a misconfigured
+/// modality retrying) gets its first refusals audited one by one and the
+/// rest counted in one record, and the scanner is served meanwhile.
+#[test]
+fn a_flood_of_refusals_is_audited_in_bounded_records_none_uncounted() {
+    let dir = scratch("audit-flood");
+    let cfg = DaemonConfig::new().scanner("CT01", &["127.0.0.1"]);
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    const KNOCKS: usize = 25;
+    for _ in 0..KNOCKS {
+        let out = echoscu(daemon.port, "STRANGER", NODE_AE);
+        assert_ne!(out.code(), Some(0), "a stranger must be refused:\n{out}");
+    }
+    let ok = echoscu(daemon.port, "CT01", NODE_AE);
+    assert_eq!(ok.code(), Some(0), "the scanner is served:\n{ok}");
+    assert!(daemon.terminate().success());
+
+    let records = audit_file(&daemon);
+    let refused = find(&records, "110113", "110126", "4");
+    let one_by_one: Vec<_> = refused
+        .iter()
+        .filter(|r| r.users().contains(&"STRANGER".to_string()))
+        .collect();
+    let limit = 10;
+    assert_eq!(one_by_one.len(), limit, "the first refusals, one by one");
+    let counted: Vec<_> = refused
+        .iter()
+        .filter(|r| r.xml.contains("more refused connections from this address"))
+        .collect();
+    assert_eq!(counted.len(), 1, "one record for the rest");
+    assert!(
+        counted[0].xml.contains(&format!("{} more", KNOCKS - limit)),
+        "{}",
+        counted[0].xml
+    );
+    assert!(counted[0].xml.contains("127.0.0.1"), "{}", counted[0].xml);
+    assert_eq!(refused.len(), limit + 1);
+}
+
 #[test]
 fn a_restart_with_a_changed_configuration_audits_the_change_once() {
     let dir = scratch("audit-config");
