@@ -201,7 +201,7 @@ def triage_run(files, interval, engine="auto", env=None):
     seconds (storescu per file, not waiting), to a firstlookd with triage on
     `engine`; returns ({"start": C-STORE start -> decision ms, "commit":
     commit of the instance -> decision ms, "to_worker": commit -> a worker
-    starts on it, "after_worker": worker done -> decision stored, "results":
+    starts on it, "after_worker": worker done -> decision made (stamped before its index write), "results":
     decision -> SR and heatmap in the spool ms} per image, per-step timings of the worker, the
     engine the daemon reported)."""
     work = workdir("triage")
