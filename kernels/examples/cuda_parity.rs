@@ -174,6 +174,18 @@ fn cases(noise: &mut Noise) -> Vec<Case> {
         monochrome1: false,
         pipeline: pipeline(head(), side, true),
     };
+    let dx = |name: &str, pipeline, noise: &mut Noise| Case {
+        name: name.into(),
+        words: dx_words(2048, 2500, noise),
+        width: 2048,
+        height: 2500,
+        bits_stored: 12,
+        signed: false,
+        slope: 1.0,
+        intercept: 0.0,
+        monochrome1: true,
+        pipeline,
+    };
     let percentile = Window::Percentile {
         low: 0.5,
         high: 99.5,
@@ -188,29 +200,14 @@ fn cases(noise: &mut Noise) -> Vec<Case> {
             noise,
         ),
         ct("ct_enlarge_200x150_to_256x256", 200, 150, (256, 256), noise),
-        Case {
-            name: "dx_2048x2500_mono1_percentile_256".into(),
-            words: dx_words(2048, 2500, noise),
-            width: 2048,
-            height: 2500,
-            bits_stored: 12,
-            signed: false,
-            slope: 1.0,
-            intercept: 0.0,
-            monochrome1: true,
-            pipeline: pipeline(vec![percentile.clone()], (256, 256), false),
-        },
-        Case {
-            name: "dx_2048x2500_mono1_linear_letterbox_512".into(),
-            words: dx_words(2048, 2500, noise),
-            width: 2048,
-            height: 2500,
-            bits_stored: 12,
-            signed: false,
-            slope: 1.0,
-            intercept: 0.0,
-            monochrome1: true,
-            pipeline: pipeline(
+        dx(
+            "dx_2048x2500_mono1_percentile_256",
+            pipeline(vec![percentile.clone()], (256, 256), false),
+            noise,
+        ),
+        dx(
+            "dx_2048x2500_mono1_linear_letterbox_512",
+            pipeline(
                 vec![Window::Linear {
                     center: 1500.0,
                     width: 2500.0,
@@ -218,7 +215,8 @@ fn cases(noise: &mut Noise) -> Vec<Case> {
                 (512, 512),
                 true,
             ),
-        },
+            noise,
+        ),
     ];
     for k in 0..4 {
         let (w, h) = (

@@ -533,7 +533,7 @@ impl Rows for Frame<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use dicom_core::value::PrimitiveValue;
     use dicom_core::{DataElement, VR};
     use dicom_dictionary_std::{tags, uids};
@@ -541,11 +541,16 @@ mod tests {
 
     use super::*;
 
-    /// A 2×2 single-frame image with the given pixel attributes and raw pixel bytes.
-    fn object(
+    /// A single-frame greyscale image with the given pixel attributes, raw
+    /// pixel bytes and DS attributes (Rescale Slope and Intercept, say).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn grey_object(
+        width: u16,
+        height: u16,
         bits: u16,
         stored: u16,
         signed: bool,
+        photometric: &str,
         pixels: Vec<u8>,
         extra: &[(Tag, &str)],
     ) -> DefaultDicomObject {
@@ -553,11 +558,11 @@ mod tests {
         obj.put_str(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE);
         obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, "2.25.1");
         obj.put_str(tags::MODALITY, VR::CS, "CT");
-        obj.put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2");
+        obj.put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric);
         for (tag, value) in [
             (tags::SAMPLES_PER_PIXEL, 1),
-            (tags::ROWS, 2),
-            (tags::COLUMNS, 2),
+            (tags::ROWS, height),
+            (tags::COLUMNS, width),
             (tags::BITS_ALLOCATED, bits),
             (tags::BITS_STORED, stored),
             (tags::HIGH_BIT, stored - 1),
@@ -581,6 +586,17 @@ mod tests {
                 .media_storage_sop_instance_uid("2.25.1"),
         )
         .unwrap()
+    }
+
+    /// A 2×2 single-frame image with the given pixel attributes and raw pixel bytes.
+    fn object(
+        bits: u16,
+        stored: u16,
+        signed: bool,
+        pixels: Vec<u8>,
+        extra: &[(Tag, &str)],
+    ) -> DefaultDicomObject {
+        grey_object(2, 2, bits, stored, signed, "MONOCHROME2", pixels, extra)
     }
 
     fn words(values: [u16; 4]) -> Vec<u8> {

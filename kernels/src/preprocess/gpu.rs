@@ -585,43 +585,26 @@ mod tests {
         rescale: Option<(&str, &str)>,
         mono1: bool,
     ) -> dicom_object::DefaultDicomObject {
-        use dicom_core::value::PrimitiveValue;
-        use dicom_core::{DataElement, VR};
-        use dicom_dictionary_std::{tags, uids};
-        let mut obj = dicom_object::InMemDicomObject::new_empty();
-        obj.put_str(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE);
-        obj.put_str(tags::SOP_INSTANCE_UID, VR::UI, "2.25.1");
-        obj.put_str(tags::MODALITY, VR::CS, "CT");
+        use dicom_dictionary_std::tags;
+        let rescale: Vec<_> = rescale
+            .map(|(slope, intercept)| {
+                vec![
+                    (tags::RESCALE_SLOPE, slope),
+                    (tags::RESCALE_INTERCEPT, intercept),
+                ]
+            })
+            .unwrap_or_default();
         let photometric = if mono1 { "MONOCHROME1" } else { "MONOCHROME2" };
-        obj.put_str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric);
-        for (tag, value) in [
-            (tags::SAMPLES_PER_PIXEL, 1),
-            (tags::ROWS, h as u16),
-            (tags::COLUMNS, w as u16),
-            (tags::BITS_ALLOCATED, bits),
-            (tags::BITS_STORED, stored),
-            (tags::HIGH_BIT, stored - 1),
-            (tags::PIXEL_REPRESENTATION, u16::from(signed)),
-        ] {
-            obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
-        }
-        if let Some((slope, intercept)) = rescale {
-            obj.put_str(tags::RESCALE_SLOPE, VR::DS, slope);
-            obj.put_str(tags::RESCALE_INTERCEPT, VR::DS, intercept);
-        }
-        let vr = if bits == 8 { VR::OB } else { VR::OW };
-        obj.put(DataElement::new(
-            tags::PIXEL_DATA,
-            vr,
-            PrimitiveValue::from(bytes),
-        ));
-        obj.with_meta(
-            dicom_object::FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .media_storage_sop_class_uid(uids::CT_IMAGE_STORAGE)
-                .media_storage_sop_instance_uid("2.25.1"),
+        crate::dicom::tests::grey_object(
+            w as u16,
+            h as u16,
+            bits,
+            stored,
+            signed,
+            photometric,
+            bytes,
+            &rescale,
         )
-        .unwrap()
     }
 
     /// Stored words with the modality LUT applied while resampling, against
