@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Reads a firstlook SR with an independent stack (pydicom + highdicom) and
 prints what it says as JSON: observer, algorithm, and per measurement group
-the finding, its qualitative evaluation, the score, the threshold and the
-referenced source and heatmap instances.
+(TID 1501, or TID 1410 for a located finding) the finding, its qualitative
+evaluation, the score, the threshold, the referenced source and heatmap
+instances, and the image region with the image it is selected from.
 
 usage: read_sr.py SR_FILE"""
 import json
@@ -34,7 +35,8 @@ def main():
         for group in entry.ContentSequence
         for item in group.ContentSequence if item.ValueType == "IMAGE"
     ]
-    for g in content.get_image_measurement_groups():
+    groups = content.get_image_measurement_groups() + content.get_planar_roi_measurement_groups()
+    for g in groups:
         text = {}
         for item in g[0].ContentSequence:
             if item.ValueType == "TEXT":
@@ -44,7 +46,14 @@ def main():
                  "algorithm": {"name": text.get("111001", [None])[0],
                                "version": text.get("111003", [None])[0],
                                "parameters": text.get("111002", [])},
-                 "evaluations": [], "measurements": [], "images": []}
+                 "evaluations": [], "measurements": [], "images": [], "region": None}
+        roi = getattr(g, "roi", None)
+        if roi is not None:
+            source = roi.ContentSequence[0]
+            group["region"] = {"graphic_type": roi.graphic_type.value,
+                               "points": roi.value.tolist(),
+                               "relationship": source.RelationshipType,
+                               "image": source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID}
         for q in g.get_qualitative_evaluations():
             group["evaluations"].append({"name": code(q.name), "value": code(q.value)})
         for m in g.get_measurements():

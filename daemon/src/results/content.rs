@@ -55,6 +55,7 @@ pub enum Rel {
     HasObsContext,
     HasConceptMod,
     HasAcqContext,
+    SelectedFrom,
 }
 
 impl Rel {
@@ -64,6 +65,7 @@ impl Rel {
             Rel::HasObsContext => "HAS OBS CONTEXT",
             Rel::HasConceptMod => "HAS CONCEPT MOD",
             Rel::HasAcqContext => "HAS ACQ CONTEXT",
+            Rel::SelectedFrom => "SELECTED FROM",
         }
     }
 }
@@ -73,14 +75,19 @@ pub struct Item(InMemDicomObject);
 
 impl Item {
     fn new(rel: Rel, value_type: &str, name: &Code) -> Item {
-        let mut obj = InMemDicomObject::new_empty();
-        obj.put_str(tags::RELATIONSHIP_TYPE, VR::CS, rel.as_str());
-        obj.put_str(tags::VALUE_TYPE, VR::CS, value_type);
+        let mut item = Item::unnamed(rel, value_type);
         sequence(
-            &mut obj,
+            &mut item.0,
             tags::CONCEPT_NAME_CODE_SEQUENCE,
             vec![name.item()],
         );
+        item
+    }
+
+    fn unnamed(rel: Rel, value_type: &str) -> Item {
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put_str(tags::RELATIONSHIP_TYPE, VR::CS, rel.as_str());
+        obj.put_str(tags::VALUE_TYPE, VR::CS, value_type);
         Item(obj)
     }
 
@@ -148,6 +155,35 @@ impl Item {
         item
     }
 
+    /// A closed polyline around `rect` (column, row of its top left and
+    /// bottom right corners, in image pixel coordinates), selected from
+    /// `frame` of the image (1-based; `None` for a single-frame image).
+    pub fn rectangle(
+        rel: Rel,
+        name: &Code,
+        rect: [f32; 4],
+        sop_class: &str,
+        sop_instance: &str,
+        frame: Option<u32>,
+    ) -> Item {
+        let mut item = Item::new(rel, "SCOORD", name);
+        let [x0, y0, x1, y1] = rect;
+        let points = vec![x0, y0, x1, y0, x1, y1, x0, y1, x0, y0];
+        item.0.put(DataElement::new(
+            tags::GRAPHIC_DATA,
+            VR::FL,
+            PrimitiveValue::F32(points.into()),
+        ));
+        item.0.put_str(tags::GRAPHIC_TYPE, VR::CS, "POLYLINE");
+        let mut reference = sop_reference(sop_class, sop_instance);
+        if let Some(frame) = frame {
+            reference.put_str(tags::REFERENCED_FRAME_NUMBER, VR::IS, frame.to_string());
+        }
+        let mut image = Item::unnamed(Rel::SelectedFrom, "IMAGE");
+        sequence(&mut image.0, tags::REFERENCED_SOP_SEQUENCE, vec![reference]);
+        item.children(vec![image])
+    }
+
     pub fn children(mut self, children: Vec<Item>) -> Item {
         if !children.is_empty() {
             add_children(&mut self.0, children);
@@ -194,4 +230,62 @@ pub fn decimal_string(v: f64) -> String {
         }
     }
     format!("{v:.3e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(obj: &InMemDicomObject, tag: Tag) -> String {
+        obj.element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    #[test]
+    fn a_rectangle_is_a_closed_polyline_selected_from_its_image() {
+        let item = Item::rectangle(
+            Rel::Contains,
+            &Code::dcm("111030", "Image Region"),
+            [10.0, 20.0, 110.5, 220.0],
+            "1.2.840.10008.5.1.4.1.1.2.1",
+            "1.2.3.4",
+            Some(7),
+        )
+        .into_inner();
+        assert_eq!(text(&item, tags::VALUE_TYPE), "SCOORD");
+        assert_eq!(text(&item, tags::GRAPHIC_TYPE), "POLYLINE");
+        let points = item
+            .element(tags::GRAPHIC_DATA)
+            .unwrap()
+            .to_multi_float32()
+            .unwrap();
+        assert_eq!(
+            points,
+            [10.0, 20.0, 110.5, 20.0, 110.5, 220.0, 10.0, 220.0, 10.0, 20.0]
+        );
+        let children = item
+            .element(tags::CONTENT_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap();
+        assert_eq!(children.len(), 1);
+        let image = &children[0];
+        assert_eq!(text(image, tags::RELATIONSHIP_TYPE), "SELECTED FROM");
+        assert_eq!(text(image, tags::VALUE_TYPE), "IMAGE");
+        assert!(image.element(tags::CONCEPT_NAME_CODE_SEQUENCE).is_err());
+        let reference = &image
+            .element(tags::REFERENCED_SOP_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        assert_eq!(
+            text(reference, tags::REFERENCED_SOP_INSTANCE_UID),
+            "1.2.3.4"
+        );
+        assert_eq!(text(reference, tags::REFERENCED_FRAME_NUMBER), "7");
+    }
 }

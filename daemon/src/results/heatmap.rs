@@ -50,32 +50,36 @@ pub fn lines(model: &crate::triage::ModelInfo, findings: &[FindingResult]) -> Ve
     lines
 }
 
-/// The picture for one report: `key` is the instance shown (as read, and
-/// its Part-10 bytes); `map_for` the finding whose map is drawn. Without a model, a
-/// route or decodable pixels, the text is drawn on what there is.
+/// The picture for one report, and where on the key image the map puts the
+/// finding: `key` is the instance shown (as read, and its Part-10 bytes);
+/// `map_for` the finding whose map is drawn. Without a model, a route or
+/// decodable pixels, the text is drawn on what there is.
 pub fn picture(
     key: Option<(&part10::Stored, &[u8])>,
     manifest: Option<&Manifest>,
     model: Option<&mut Model>,
     map_for: Option<&FindingResult>,
     text: &[String],
-) -> Rgb {
+) -> (Rgb, Option<[f32; 4]>) {
     let mut text = text.to_vec();
     match key.map(|(stored, bytes)| shown(stored, bytes, manifest, model, map_for)) {
-        Some(Ok((grey, map, note))) => {
-            text.extend(note);
+        Some(Ok(shown)) => {
+            text.extend(shown.note);
             let g = Grey {
-                width: grey.width,
-                height: grey.height,
-                values: &grey.values,
+                width: shown.grey.width,
+                height: shown.grey.height,
+                values: &shown.grey.values,
             };
-            render::picture(&g, map.as_deref(), &text)
+            (
+                render::picture(&g, shown.map.as_deref(), &text),
+                shown.region,
+            )
         }
         Some(Err(e)) => {
             text.push(format!("image not shown: {e}"));
-            blank(&text)
+            (blank(&text), None)
         }
-        None => blank(&text),
+        None => (blank(&text), None),
     }
 }
 
@@ -89,7 +93,24 @@ fn blank(text: &[String]) -> Rgb {
     render::picture(&g, None, text)
 }
 
-type Shown = (Image, Option<Vec<f32>>, Option<String>);
+struct Shown {
+    grey: Image,
+    /// The map over `grey`, 0 to 1.
+    map: Option<Vec<f32>>,
+    note: Option<String>,
+    region: Option<[f32; 4]>,
+}
+
+impl Shown {
+    fn plain(grey: Image, note: Option<String>) -> Shown {
+        Shown {
+            grey,
+            map: None,
+            note,
+            region: None,
+        }
+    }
+}
 
 fn shown(
     stored: &part10::Stored,
@@ -131,25 +152,24 @@ fn shown(
         values: grey,
     };
     let Some(f) = map_for else {
-        return Ok((grey, None, None));
+        return Ok(Shown::plain(grey, None));
     };
     let Some(model) = model else {
-        return Ok((
+        return Ok(Shown::plain(
             grey,
-            None,
             Some("no map: the model could not be loaded".into()),
         ));
     };
     let Some(finding) = manifest.finding(&f.id) else {
-        return Ok((grey, None, None));
+        return Ok(Shown::plain(grey, None));
     };
     let map = model
         .input(&image, route)
         .and_then(|input| model.heatmap(&input, finding.output_index));
     let (mh, mw, values) = match map {
         Ok(Some(m)) => m,
-        Ok(None) => return Ok((grey, None, Some("the model gives no map".into()))),
-        Err(e) => return Ok((grey, None, Some(format!("no map: {e}")))),
+        Ok(None) => return Ok(Shown::plain(grey, Some("the model gives no map".into()))),
+        Err(e) => return Ok(Shown::plain(grey, Some(format!("no map: {e}")))),
     };
     // The map covers the model's input; with a letterbox, only the part
     // where the image was placed is the image.
@@ -163,22 +183,132 @@ fn shown(
         ((pr as f64 * sy).round() as usize).clamp(1, mh - y0),
         ((pc as f64 * sx).round() as usize).clamp(1, mw - x0),
     );
-    let crop: Vec<f32> = (y0..y0 + ch)
-        .flat_map(|y| {
-            values[y * mw + x0..y * mw + x0 + cw]
-                .iter()
-                .map(|&v| sigmoid(v))
-        })
-        .collect();
-    let crop = Image {
+    let mut crop = Image {
         width: cw,
         height: ch,
-        values: crop,
+        values: (y0..y0 + ch)
+            .flat_map(|y| &values[y * mw + x0..y * mw + x0 + cw])
+            .copied()
+            .collect(),
     };
+    let present = matches!(f.outcome, Outcome::Urgent | Outcome::Finding);
+    let region = present.then(|| located(&crop, w, h)).flatten();
+    for v in &mut crop.values {
+        *v = sigmoid(*v);
+    }
     let map = resize(&crop, cols, rows).map_err(|e| e.to_string())?;
-    Ok((
+    Ok(Shown {
         grey,
-        Some(map.values),
-        Some(format!("map: {} (sigmoid of the model's map)", f.display)),
-    ))
+        map: Some(map.values),
+        note: Some(format!("map: {} (sigmoid of the model's map)", f.display)),
+        region,
+    })
+}
+
+/// Where a map (its cells covering an image of `cols` × `rows` pixels)
+/// puts its finding: the rectangle around the connected cells that hold its
+/// peak and stand at least half as far above the map's median as the peak
+/// does, as the image's column and row of the top left and bottom right
+/// corners. None for a flat map.
+pub fn located(map: &Image, cols: usize, rows: usize) -> Option<[f32; 4]> {
+    let (w, h) = (map.width, map.height);
+    let (peak, &top) = map
+        .values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))?;
+    let mut sorted = map.values.clone();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    if top.is_nan() || top <= median {
+        return None;
+    }
+    let half = median + (top - median) / 2.0;
+    let mut seen = vec![false; w * h];
+    let mut stack = vec![peak];
+    seen[peak] = true;
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    while let Some(at) = stack.pop() {
+        let (x, y) = (at % w, at / w);
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+        let neighbours = [
+            (x > 0).then(|| at - 1),
+            (x + 1 < w).then(|| at + 1),
+            (y > 0).then(|| at - w),
+            (y + 1 < h).then(|| at + w),
+        ];
+        for n in neighbours.into_iter().flatten() {
+            if !seen[n] && map.values[n] >= half {
+                seen[n] = true;
+                stack.push(n);
+            }
+        }
+    }
+    let (sx, sy) = (cols as f32 / w as f32, rows as f32 / h as f32);
+    Some([
+        x0 as f32 * sx,
+        y0 as f32 * sy,
+        x1 as f32 * sx,
+        y1 as f32 * sy,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(width: usize, height: usize, hot: &[(usize, usize, f32)]) -> Image {
+        let mut values = vec![0.0; width * height];
+        for &(x, y, v) in hot {
+            values[y * width + x] = v;
+        }
+        Image {
+            width,
+            height,
+            values,
+        }
+    }
+
+    #[test]
+    fn the_region_is_the_peaks_blob_scaled_to_the_image() {
+        // The peak's blob at half its height (columns 1-2, rows 1-3), a
+        // lower rim around it, and another blob apart.
+        let m = map(
+            8,
+            4,
+            &[
+                (1, 1, 0.7),
+                (2, 1, 0.9),
+                (2, 2, 0.5),
+                (1, 3, 0.45),
+                (2, 3, 0.6),
+                (3, 3, 0.4),
+                (3, 1, 0.2),
+                (6, 0, 0.8),
+            ],
+        );
+        assert_eq!(located(&m, 800, 400), Some([100.0, 100.0, 300.0, 400.0]));
+    }
+
+    #[test]
+    fn a_flat_map_locates_nothing() {
+        assert_eq!(located(&map(4, 4, &[]), 40, 40), None);
+        assert_eq!(located(&map(0, 0, &[]), 40, 40), None);
+        assert_eq!(located(&map(2, 1, &[(0, 0, f32::NAN)]), 40, 40), None);
+    }
+
+    #[test]
+    fn the_half_height_is_above_the_median_not_zero() {
+        let mut m = map(4, 4, &[(0, 0, 3.0), (1, 0, 2.5), (2, 0, 1.4)]);
+        for v in &mut m.values {
+            *v += 2.0;
+        }
+        assert_eq!(located(&m, 4, 4), Some([0.0, 0.0, 2.0, 1.0]));
+    }
+
+    #[test]
+    fn diagonal_cells_are_not_connected() {
+        let m = map(4, 4, &[(1, 1, 0.9), (2, 2, 0.8)]);
+        assert_eq!(located(&m, 4, 4), Some([1.0, 1.0, 2.0, 2.0]));
+    }
 }

@@ -38,7 +38,7 @@ pub use identity::Identity;
 pub use store::{counts, outbox_counts};
 
 use content::Code;
-use report::{Device, FindingResult, InstanceRef, NewInstance, Report};
+use report::{Device, FindingResult, InstanceRef, NewInstance, Region, Report};
 use store::{Batch, Written};
 
 /// The calling AE recorded in the spool for instances the box made: triage
@@ -259,7 +259,8 @@ impl Writer {
         };
         let key_ref = sources[key_at].reference.clone();
         let laterality = source::laterality(key_stored.attributes());
-        let report = Report {
+        let multi_frame = source::frames(key_stored.attributes()) > 1;
+        let mut report = Report {
             study: source::study_attributes(key_stored.attributes()),
             study_uid,
             sources: sources.iter().map(|s| s.reference.clone()).collect(),
@@ -278,10 +279,12 @@ impl Writer {
                 series_uid: sc.series_uid.clone(),
                 modality: "OT".into(),
             }),
+            region: None,
         };
         let text = heatmap::lines(&report.model, &report.findings);
         let drawing = Arc::clone(&self.drawing);
-        let picture = tokio::task::spawn_blocking(move || {
+        let shown_finding = strongest.as_ref().map(|f| f.id.clone());
+        let (picture, located) = tokio::task::spawn_blocking(move || {
             let mut model = drawing.model.lock().expect("model lock");
             heatmap::picture(
                 Some((&key_stored, key_bytes.as_slice())),
@@ -293,6 +296,12 @@ impl Writer {
         })
         .await
         .map_err(|e| Retry(e.to_string()))?;
+        report.region = located.zip(shown_finding).map(|(rect, finding)| Region {
+            finding,
+            image: key_ref.clone(),
+            frame: multi_frame.then_some(1),
+            rect,
+        });
         let sc_obj = sc::build(
             &report,
             &sc,

@@ -43,6 +43,20 @@ pub struct FindingResult {
     pub tracking_uid: String,
 }
 
+/// Where the model locates a finding on the key image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    /// The finding's id in the bundle.
+    pub finding: String,
+    pub image: InstanceRef,
+    /// 1-based, for a multi-frame image.
+    pub frame: Option<u32>,
+    /// Column and row of the top left and bottom right corners, in the
+    /// image's pixel coordinates ((0, 0) is the top left corner of its
+    /// first pixel).
+    pub rect: [f32; 4],
+}
+
 /// UIDs and numbers of one new instance in a new series.
 #[derive(Debug, Clone)]
 pub struct NewInstance {
@@ -65,6 +79,9 @@ pub struct Report {
     pub sr: NewInstance,
     /// The heatmap image, when one is made.
     pub heatmap: Option<InstanceRef>,
+    /// Where the model locates the finding the heatmap shows, when it is
+    /// present and the model's map says where.
+    pub region: Option<Region>,
 }
 
 impl Report {

@@ -4,7 +4,9 @@
 //! per finding a measurement group (TID 1501) with the finding, its
 //! qualitative evaluation (present / absent / undetermined), the score as a
 //! measurement, the operating point, the algorithm (TID 4019: name, version,
-//! bundle hash) and a reference to the heatmap image.
+//! bundle hash) and a reference to the heatmap image. A present finding the
+//! model's map locates is a planar ROI group (TID 1410) instead, with the
+//! map's region on the key image as an Image Region (SCOORD).
 
 use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
@@ -169,6 +171,17 @@ fn group(report: &Report, f: &FindingResult) -> Item {
         Item::code(Rel::Contains, &Code::dcm("121071", "Finding"), &f.code),
     ];
     items.extend(algorithm(report, Some(f)));
+    let region = report.region.as_ref().filter(|r| r.finding == f.id);
+    if let Some(r) = region {
+        items.push(Item::rectangle(
+            Rel::Contains,
+            &Code::dcm("111030", "Image Region"),
+            r.rect,
+            &r.image.sop_class,
+            &r.image.sop_instance,
+            r.frame,
+        ));
+    }
     if let Some(score) = f.score {
         items.push(
             Item::num(
@@ -217,10 +230,12 @@ fn group(report: &Report, f: &FindingResult) -> Item {
             &h.sop_instance,
         ));
     }
+    // A located finding is a planar ROI's group (TID 1410), any other one
+    // the image's (TID 1501).
     Item::template_container(
         Rel::Contains,
         &Code::dcm("125007", "Measurement Group"),
-        "1501",
+        if region.is_some() { "1410" } else { "1501" },
         items,
     )
 }

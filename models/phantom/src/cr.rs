@@ -57,7 +57,8 @@ impl Acquisition {
     }
 }
 
-pub(crate) fn fill(study: &Study, index: usize, ds: &mut DataSet) {
+/// The study's chest, its acquisition, and instance `index` rendered.
+fn render(study: &Study, index: usize) -> (Chest, Acquisition, f32, chest::Rendered) {
     let chest = Chest::draw(study.derive.value("chest", 0), study.finding);
     let acq = Acquisition::draw(study.derive.value("cr-acquisition", 0));
     // Other matrix sizes keep the detector's field of view (2048 columns).
@@ -68,6 +69,16 @@ pub(crate) fn fill(study: &Study, index: usize, ds: &mut DataSet) {
         pixel_mm,
     };
     let image = chest::render(&chest, grid, study.derive.value("cr-noise", index as u64));
+    (chest, acq, pixel_mm, image)
+}
+
+/// The finding's ground truth on instance `index`: 1 inside it, row by row.
+pub(crate) fn mask(study: &Study, index: usize) -> Vec<u8> {
+    render(study, index).3.mask
+}
+
+pub(crate) fn fill(study: &Study, index: usize, ds: &mut DataSet) {
+    let (chest, acq, pixel_mm, image) = render(study, index);
     let scale = acq.scale();
     let pixels = acq.stored(&image.values);
 

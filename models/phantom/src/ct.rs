@@ -88,24 +88,36 @@ impl Storage {
     }
 }
 
-pub(crate) fn fill(study: &Study, index: usize, ds: &mut DataSet) {
+/// The study's field of view and pixel size (mm), and slice `index` rendered.
+fn render(study: &Study, index: usize) -> (f64, f64, head::Rendered) {
     let (cols, rows) = (study.width, study.height);
     let fov = 220.0 + (study.derive.value("ct-fov", 0) % 31) as f64;
     let pixel_mm = fov / f64::from(cols.max(rows));
-    let spacing = slice_spacing(study.count);
-    let z = slice_z(study.count, index);
     let head = Head::draw(study.derive.value("head", 0), study.finding);
-    let storage = Storage::draw(study.derive.value("ct-storage", 0));
     let image = head::render(
         &head,
         Slice {
             cols,
             rows,
             pixel_mm: pixel_mm as f32,
-            z: z as f32,
+            z: slice_z(study.count, index) as f32,
         },
         study.derive.value("ct-noise", index as u64),
     );
+    (fov, pixel_mm, image)
+}
+
+/// The blood's ground truth on slice `index`: 1 inside it, row by row.
+pub(crate) fn mask(study: &Study, index: usize) -> Vec<u8> {
+    render(study, index).2.mask
+}
+
+pub(crate) fn fill(study: &Study, index: usize, ds: &mut DataSet) {
+    let (cols, rows) = (study.width, study.height);
+    let (fov, pixel_mm, image) = render(study, index);
+    let spacing = slice_spacing(study.count);
+    let z = slice_z(study.count, index);
+    let storage = Storage::draw(study.derive.value("ct-storage", 0));
     let intercept = storage.intercept();
     let pixels = storage.stored(&image.hu);
 

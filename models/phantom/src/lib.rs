@@ -313,6 +313,17 @@ pub fn generate(spec: &StudySpec) -> Result<Vec<Instance>, PhantomError> {
 /// Generates instance `index` (0-based) of the study alone; the result equals
 /// `generate(spec)?[index]`. Useful to stream a large study.
 pub fn generate_instance(spec: &StudySpec, index: usize) -> Result<Instance, PhantomError> {
+    study_with(spec, index)?.instance(index)
+}
+
+/// Where the finding is on instance `index` (0-based): `width × height`
+/// bytes, row by row, 1 inside the finding and 0 elsewhere. All 0 for a
+/// study without a finding, or a slice the finding does not reach.
+pub fn finding_mask(spec: &StudySpec, index: usize) -> Result<Vec<u8>, PhantomError> {
+    Ok(study_with(spec, index)?.mask(index))
+}
+
+fn study_with(spec: &StudySpec, index: usize) -> Result<study::Study, PhantomError> {
     let study = study::Study::new(spec)?;
     if index >= spec.count {
         return Err(PhantomError::IndexOutOfRange {
@@ -320,7 +331,7 @@ pub fn generate_instance(spec: &StudySpec, index: usize) -> Result<Instance, Pha
             count: spec.count,
         });
     }
-    study.instance(index)
+    Ok(study)
 }
 
 /// Generates the study and writes each instance to `out_dir` (created if

@@ -87,6 +87,14 @@ impl Study {
         })
     }
 
+    /// The finding's ground truth on instance `index`: 1 inside it, row by row.
+    pub(crate) fn mask(&self, index: usize) -> Vec<u8> {
+        match self.kind {
+            Kind::Ct => ct::mask(self, index),
+            Kind::Cr | Kind::Dx => cr::mask(self, index),
+        }
+    }
+
     /// Builds instance `index` (0-based; InstanceNumber is `index + 1`).
     pub(crate) fn instance(&self, index: usize) -> Result<Instance, PhantomError> {
         let sop_class_uid = self.kind.sop_class_uid();

@@ -3,7 +3,8 @@
 //! each decision an SR (TID 1500) and a heatmap Secondary Capture arrive
 //! in the source's study; dicom3tools' dciodvfy finds no error in them,
 //! DCMTK's dsrdump renders the SR, and pydicom + highdicom read back the
-//! findings, scores, algorithm and references the decision log holds.
+//! findings, scores, algorithm and references the decision log holds, and
+//! for each urgent finding an image region on the phantom's own lesion.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,6 +59,18 @@ fn logged(spool: &Path) -> (Vec<Decision>, Vec<ReportRow>) {
     (decisions, results)
 }
 
+/// The smallest and largest x and y of `points`.
+fn bounds(points: &[(f64, f64)]) -> [f64; 4] {
+    let lowest = |of: fn(&(f64, f64)) -> f64| points.iter().map(of).fold(f64::MAX, f64::min);
+    let highest = |of: fn(&(f64, f64)) -> f64| points.iter().map(of).fold(f64::MIN, f64::max);
+    [
+        lowest(|p| p.0),
+        lowest(|p| p.1),
+        highest(|p| p.0),
+        highest(|p| p.1),
+    ]
+}
+
 #[test]
 fn reports_and_heatmaps_reach_orthanc_valid_and_readable_by_other_stacks() {
     let dir = scratch("results");
@@ -70,10 +83,8 @@ fn reports_and_heatmaps_reach_orthanc_valid_and_readable_by_other_stacks() {
     let mut daemon = Daemon::start(dir.path(), &cfg);
 
     let send = dir.path().join("send");
-    let positive = phantom(
-        &StudySpec::new(Kind::Cr, 104).with_finding(Finding::Pneumothorax),
-        &send.join("cr-positive"),
-    );
+    let positive_spec = StudySpec::new(Kind::Cr, 104).with_finding(Finding::Pneumothorax);
+    let positive = phantom(&positive_spec, &send.join("cr-positive"));
     let negative = phantom(&StudySpec::new(Kind::Cr, 103), &send.join("cr-negative"));
     let unassessable = phantom(
         &StudySpec::new(Kind::Cr, 107),
@@ -88,12 +99,10 @@ fn reports_and_heatmaps_reach_orthanc_valid_and_readable_by_other_stacks() {
     );
     assert!(erase.status.success(), "{erase}");
     let unassessable = vec![DicomFile::read(&unassessable[0].path)];
-    let ct = phantom(
-        &StudySpec::new(Kind::Ct, 102)
-            .with_finding(Finding::Hemorrhage)
-            .with_count(24),
-        &send.join("ct"),
-    );
+    let ct_spec = StudySpec::new(Kind::Ct, 102)
+        .with_finding(Finding::Hemorrhage)
+        .with_count(24);
+    let ct = phantom(&ct_spec, &send.join("ct"));
     let out = storescu(daemon.port, "SCANNER", &["+sd", "+r"], &[send.as_path()]);
     assert!(out.status.success(), "storescu failed:\n{out}");
     assert_eq!(storescu_successes(&out.stderr).len(), 27, "{out}");
@@ -306,6 +315,71 @@ fn reports_and_heatmaps_reach_orthanc_valid_and_readable_by_other_stacks() {
                 images.contains(&sc_uid.as_str()),
                 "{unit}: the heatmap is not referenced"
             );
+            let region = &g["region"];
+            if *outcome != Outcome::Urgent {
+                assert!(region.is_null(), "{unit} {finding}: {g}");
+                continue;
+            }
+            // The urgent finding is located on its key image, over the
+            // phantom's own ground truth.
+            assert_eq!(region["graphic_type"], "POLYLINE", "{g}");
+            assert_eq!(region["relationship"], "SELECTED FROM", "{g}");
+            let image = region["image"].as_str().unwrap();
+            let (spec, files) = if unit == &ct_unit {
+                (&ct_spec, &ct)
+            } else {
+                (&positive_spec, &positive)
+            };
+            let index = files
+                .iter()
+                .position(|f| f.sop_instance_uid == image)
+                .unwrap_or_else(|| panic!("{unit}: the region is on {image}, not a source"));
+            let points: Vec<(f64, f64)> = region["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+                .collect();
+            assert_eq!(points.len(), 5, "{g}");
+            assert_eq!(points[0], points[4], "a closed outline: {g}");
+            let (width, height) = spec.size();
+            let [x0, y0, x1, y1] = bounds(&points);
+            assert!(
+                0.0 <= x0
+                    && x0 < x1
+                    && x1 <= f64::from(width)
+                    && 0.0 <= y0
+                    && y0 < y1
+                    && y1 <= f64::from(height),
+                "{unit}: region {points:?} on a {width}x{height} image"
+            );
+            let truth = firstlook_phantom::finding_mask(spec, index).unwrap();
+            let w = width as usize;
+            let lesion: Vec<(f64, f64)> = truth
+                .iter()
+                .enumerate()
+                .filter(|&(_, &m)| m == 1)
+                .map(|(i, _)| ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5))
+                .collect();
+            let covered = lesion
+                .iter()
+                .filter(|(x, y)| x0 <= *x && *x < x1 && y0 <= *y && *y < y1)
+                .count();
+            let [lx0, ly0, lx1, ly1] = bounds(&lesion);
+            let area = (x1 - x0) * (y1 - y0) / f64::from(width * height);
+            eprintln!(
+                "{unit} {finding}: region ({x0}, {y0})-({x1}, {y1}), {:.1}% of the image, covers {covered} of the lesion's {} pixels (lesion within ({lx0}, {ly0})-({lx1}, {ly1}), instance {})",
+                100.0 * area,
+                lesion.len(),
+                index + 1,
+            );
+            // The map is coarse (32 x 32 cells) and a thin lesion may fill
+            // part of a cell: the region must touch the lesion and stay small.
+            assert!(
+                covered > 0,
+                "{unit}: the region {points:?} is not on the lesion"
+            );
+            assert!(area < 0.25, "{unit}: the region is {area:.2} of the image");
         }
     }
 
@@ -415,10 +489,8 @@ fn an_urgent_result_reaches_the_ris_over_mllp_despite_a_dead_listener_and_a_nack
         ));
     let mut daemon = Daemon::start(dir.path(), &cfg);
     let send = dir.path().join("send");
-    let positive = phantom(
-        &StudySpec::new(Kind::Cr, 104).with_finding(Finding::Pneumothorax),
-        &send.join("cr-positive"),
-    );
+    let positive_spec = StudySpec::new(Kind::Cr, 104).with_finding(Finding::Pneumothorax);
+    let positive = phantom(&positive_spec, &send.join("cr-positive"));
     let negative = phantom(&StudySpec::new(Kind::Cr, 103), &send.join("cr-negative"));
     let out = storescu(daemon.port, "SCANNER", &["+sd", "+r"], &[send.as_path()]);
     assert!(out.status.success(), "storescu failed:\n{out}");

@@ -4,9 +4,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{open_file, DefaultDicomObject, OpenFileOptions};
 use firstlook_phantom::{
-    generate, generate_instance, is_valid_uid, write_study, Finding, Kind, PhantomError, StudySpec,
-    CR_IMAGE_STORAGE, CT_IMAGE_STORAGE, DX_IMAGE_STORAGE, IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME, SYNTHETIC_COMMENT, TRANSFER_SYNTAX_UID,
+    finding_mask, generate, generate_instance, is_valid_uid, write_study, Finding, Kind,
+    PhantomError, StudySpec, CR_IMAGE_STORAGE, CT_IMAGE_STORAGE, DX_IMAGE_STORAGE,
+    IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SYNTHETIC_COMMENT, TRANSFER_SYNTAX_UID,
 };
 
 fn ct(seed: u64, count: usize) -> StudySpec {
@@ -370,4 +370,33 @@ fn kind_and_finding_round_trip_through_strings() {
     }
     assert!("mr".parse::<Kind>().is_err());
     assert!("fracture".parse::<Finding>().is_err());
+}
+
+#[test]
+fn finding_masks_mark_the_finding_and_only_studies_with_one() {
+    let sick = cr(5).with_finding(Finding::Pneumothorax);
+    let mask = finding_mask(&sick, 0).unwrap();
+    assert_eq!(mask.len(), 256 * 320);
+    let inside = mask.iter().filter(|&&m| m == 1).count();
+    assert!(inside > 50 && inside < mask.len() / 4, "{inside} pixels");
+    assert!(mask.iter().all(|&m| m <= 1));
+    assert!(finding_mask(&cr(5), 0).unwrap().iter().all(|&m| m == 0));
+
+    let head = ct(6, 12)
+        .with_size(64, 64)
+        .with_finding(Finding::Hemorrhage);
+    let blood: Vec<usize> = (0..12)
+        .map(|i| {
+            finding_mask(&head, i)
+                .unwrap()
+                .iter()
+                .filter(|&&m| m == 1)
+                .count()
+        })
+        .collect();
+    assert!(blood.iter().any(|&n| n > 0), "{blood:?}");
+    assert!(matches!(
+        finding_mask(&head, 12),
+        Err(PhantomError::IndexOutOfRange { .. })
+    ));
 }
