@@ -282,3 +282,23 @@ pub fn read_range_into(
     buf.resize(len as usize, 0);
     file.read_exact_at(buf, offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_read_back_exactly_or_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(segment_path(dir.path(), 3), &bytes).unwrap();
+        let mut buf = vec![9; 10];
+        for (offset, len) in [(0, 0), (17, 1000), (1, 4_999_999), (123_457, 3_000_001)] {
+            read_range_into(dir.path(), 3, offset, len, &mut buf).unwrap();
+            assert_eq!(buf, bytes[offset as usize..(offset + len) as usize]);
+        }
+        let err = read_range_into(dir.path(), 3, 4_000_000, 1_000_001, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(read_range_into(dir.path(), 4, 0, 1, &mut buf).is_err());
+    }
+}
