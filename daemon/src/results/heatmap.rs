@@ -65,15 +65,24 @@ pub fn picture(
     match key.map(|(stored, bytes)| shown(stored, bytes, manifest, model, map_for)) {
         Some(Ok(shown)) => {
             text.extend(shown.note);
+            if shown.region.is_some() {
+                text.push("magenta box: where the model locates it".into());
+            }
             let g = Grey {
                 width: shown.grey.width,
                 height: shown.grey.height,
                 values: &shown.grey.values,
             };
-            (
-                render::picture(&g, shown.map.as_deref(), &text),
-                shown.region,
-            )
+            // The region is in the source's pixels, the picture scaled.
+            let outline = shown.region.map(|[x0, y0, x1, y1]| {
+                let (sx, sy) = (
+                    g.width as f32 / shown.source.0 as f32,
+                    g.height as f32 / shown.source.1 as f32,
+                );
+                [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
+            });
+            let picture = render::picture(&g, shown.map.as_deref(), outline, &text);
+            (picture, shown.region)
         }
         Some(Err(e)) => {
             text.push(format!("image not shown: {e}"));
@@ -90,11 +99,13 @@ fn blank(text: &[String]) -> Rgb {
         height: 64,
         values: &values,
     };
-    render::picture(&g, None, text)
+    render::picture(&g, None, None, text)
 }
 
 struct Shown {
     grey: Image,
+    /// Columns and rows of the source image.
+    source: (usize, usize),
     /// The map over `grey`, 0 to 1.
     map: Option<Vec<f32>>,
     note: Option<String>,
@@ -105,6 +116,7 @@ impl Shown {
     fn plain(grey: Image, note: Option<String>) -> Shown {
         Shown {
             grey,
+            source: (1, 1),
             map: None,
             note,
             region: None,
@@ -199,6 +211,7 @@ fn shown(
     let map = resize(&crop, cols, rows).map_err(|e| e.to_string())?;
     Ok(Shown {
         grey,
+        source: (w, h),
         map: Some(map.values),
         note: Some(format!("map: {} (sigmoid of the model's map)", f.display)),
         region,

@@ -81,10 +81,24 @@ fn alpha(p: f32) -> f32 {
     ((p - 0.55) / 0.45).clamp(0.0, 1.0) * 0.65
 }
 
-/// Draws `image` with `map` (same size, values in [0, 1]) over it, then a
-/// panel below with a colour legend (when there is a map) and `lines`.
-pub fn picture(image: &Grey, map: Option<&[f32]>, lines: &[String]) -> Rgb {
+/// The outline of a located finding.
+const OUTLINE: [u8; 3] = [255, 0, 255];
+
+/// Draws `image` with `map` (same size, values in [0, 1]) over it and
+/// `outline` (left, top, right, bottom in its pixels) around a located
+/// finding, then a panel below with a colour legend (when there is a map)
+/// and `lines`.
+pub fn picture(
+    image: &Grey,
+    map: Option<&[f32]>,
+    outline: Option<[f32; 4]>,
+    lines: &[String],
+) -> Rgb {
     let scale = if image.width >= 640 { 2 } else { 1 };
+    let lines = wrap(
+        lines,
+        (image.width.saturating_sub(8 * scale) / (8 * scale)).max(8),
+    );
     let line_h = 10 * scale;
     let legend_h = if map.is_some() {
         14 * scale + line_h
@@ -105,6 +119,17 @@ pub fn picture(image: &Grey, map: Option<&[f32]>, lines: &[String]) -> Rgb {
         };
         out.set(x, y, px);
     }
+    if let Some([x0, y0, x1, y1]) = outline {
+        let clamp = |v: f32, max: usize| (v.max(0.0) as usize).min(max);
+        let (x0, x1) = (clamp(x0, image.width), clamp(x1, image.width));
+        let (y0, y1) = (clamp(y0, image.height), clamp(y1, image.height));
+        let t = 2 * scale;
+        let (w, h) = (x1.saturating_sub(x0), y1.saturating_sub(y0));
+        out.fill(x0, y0, w, t.min(h), OUTLINE);
+        out.fill(x0, y1.saturating_sub(t).max(y0), w, t.min(h), OUTLINE);
+        out.fill(x0, y0, t.min(w), h, OUTLINE);
+        out.fill(x1.saturating_sub(t).max(x0), y0, t.min(w), h, OUTLINE);
+    }
     let mut y = image.height + 3 * scale;
     if map.is_some() {
         let bar_w = (image.width / 2).max(16);
@@ -118,9 +143,42 @@ pub fn picture(image: &Grey, map: Option<&[f32]>, lines: &[String]) -> Rgb {
         y += 14 * scale;
         let _ = line_h;
     }
-    for line in lines {
+    for line in &lines {
         out.text(4 * scale, y, line, scale, [255, 255, 0]);
         y += line_h;
+    }
+    out
+}
+
+/// `lines` broken at spaces (or anywhere, for a longer word) into lines of
+/// at most `max` characters; continuations are indented.
+fn wrap(lines: &[String], max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in lines {
+        let mut rest: Vec<char> = line.chars().collect();
+        let mut indent = "";
+        loop {
+            let room = max - indent.len();
+            if rest.len() <= room {
+                out.push(format!("{indent}{}", rest.iter().collect::<String>()));
+                break;
+            }
+            let cut = rest[..=room]
+                .iter()
+                .rposition(|&c| c == ' ')
+                .filter(|&at| at > 0)
+                .unwrap_or(room);
+            out.push(format!(
+                "{indent}{}",
+                rest[..cut].iter().collect::<String>()
+            ));
+            rest = rest[cut..]
+                .iter()
+                .skip_while(|&&c| c == ' ')
+                .copied()
+                .collect();
+            indent = "  ";
+        }
     }
     out
 }
@@ -145,7 +203,7 @@ mod tests {
             height: 32,
             values: &values,
         };
-        let plain = picture(&grey, None, &["AI".into()]);
+        let plain = picture(&grey, None, None, &["AI".into()]);
         assert_eq!(plain.width, 64);
         assert_eq!(plain.height, 32 + 6 + 10);
         // The image area is the grey value, untouched without a map.
@@ -154,14 +212,55 @@ mod tests {
         assert!(plain.pixels.chunks(3).any(|p| p == [255, 255, 0]));
         // A hot map tints the image towards red.
         let hot = vec![1.0f32; 64 * 32];
-        let tinted = picture(&grey, Some(&hot), &[]);
+        let tinted = picture(&grey, Some(&hot), None, &[]);
         let p = &tinted.pixels[..3];
         assert!(p[0] > p[2] && p[0] > 127, "{p:?}");
         // A cold map leaves it grey.
         let cold = vec![0.0f32; 64 * 32];
         assert_eq!(
-            &picture(&grey, Some(&cold), &[]).pixels[..3],
+            &picture(&grey, Some(&cold), None, &[]).pixels[..3],
             &[127, 127, 127]
         );
+    }
+
+    #[test]
+    fn a_located_finding_is_outlined_inside_the_image_only() {
+        let values = vec![0.5f32; 64 * 32];
+        let grey = Grey {
+            width: 64,
+            height: 32,
+            values: &values,
+        };
+        let boxed = picture(&grey, None, Some([10.0, 4.0, 30.0, 40.0]), &[]);
+        let at = |x: usize, y: usize| &boxed.pixels[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3];
+        assert_eq!(at(10, 4), OUTLINE);
+        assert_eq!(at(29, 20), OUTLINE);
+        assert_eq!(at(20, 31), OUTLINE, "the bottom edge clamped to the image");
+        assert_eq!(at(20, 20), [127, 127, 127], "inside stays the image");
+        assert_eq!(at(5, 20), [127, 127, 127]);
+        // Nothing of the outline spills into the text panel.
+        assert!(boxed.pixels[64 * 32 * 3..].chunks(3).all(|p| p != OUTLINE));
+    }
+
+    #[test]
+    fn long_lines_wrap_at_spaces_within_the_picture() {
+        let lines = [
+            "short".to_string(),
+            "Intracranial hemorrhage: URGENT finding (score 4.60, threshold 1.25)".to_string(),
+            "x".repeat(25),
+        ];
+        let wrapped = wrap(&lines, 30);
+        assert_eq!(
+            wrapped,
+            [
+                "short",
+                "Intracranial hemorrhage:",
+                "  URGENT finding (score 4.60,",
+                "  threshold 1.25)",
+                "xxxxxxxxxxxxxxxxxxxxxxxxx",
+            ]
+        );
+        assert!(wrapped.iter().all(|l| l.len() <= 30));
+        assert_eq!(wrap(&["y".repeat(70)], 30).len(), 3);
     }
 }
