@@ -73,15 +73,7 @@ pub fn picture(
                 height: shown.grey.height,
                 values: &shown.grey.values,
             };
-            // The region is in the source's pixels, the picture scaled.
-            let outline = shown.region.map(|[x0, y0, x1, y1]| {
-                let (sx, sy) = (
-                    g.width as f32 / shown.source.0 as f32,
-                    g.height as f32 / shown.source.1 as f32,
-                );
-                [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
-            });
-            let picture = render::picture(&g, shown.map.as_deref(), outline, &text);
+            let picture = render::picture(&g, shown.map.as_deref(), shown.outline, &text);
             (picture, shown.region)
         }
         Some(Err(e)) => {
@@ -104,22 +96,23 @@ fn blank(text: &[String]) -> Rgb {
 
 struct Shown {
     grey: Image,
-    /// Columns and rows of the source image.
-    source: (usize, usize),
     /// The map over `grey`, 0 to 1.
     map: Option<Vec<f32>>,
     note: Option<String>,
+    /// Where the map locates the finding, in the source's pixels.
     region: Option<[f32; 4]>,
+    /// The same in `grey`'s pixels.
+    outline: Option<[f32; 4]>,
 }
 
 impl Shown {
     fn plain(grey: Image, note: Option<String>) -> Shown {
         Shown {
             grey,
-            source: (1, 1),
             map: None,
             note,
             region: None,
+            outline: None,
         }
     }
 }
@@ -209,12 +202,13 @@ fn shown(
         *v = sigmoid(*v);
     }
     let map = resize(&crop, cols, rows).map_err(|e| e.to_string())?;
+    let (sx, sy) = (cols as f32 / w as f32, rows as f32 / h as f32);
     Ok(Shown {
         grey,
-        source: (w, h),
         map: Some(map.values),
         note: Some(format!("map: {} (sigmoid of the model's map)", f.display)),
         region,
+        outline: region.map(|[x0, y0, x1, y1]| [x0 * sx, y0 * sy, x1 * sx, y1 * sy]),
     })
 }
 
