@@ -157,6 +157,16 @@ def median(xs):
     return statistics.median(xs)
 
 
+def trimmed_mean(xs, cut=0.1):
+    """The mean of the values between the `cut` and 1 - `cut` quantiles:
+    robust like a median, but not stuck to whole units when the values are
+    stamps in whole milliseconds (their rounding averages out)."""
+    xs = sorted(xs)
+    k = int(len(xs) * cut)
+    kept = xs[k:len(xs) - k] or xs
+    return sum(kept) / len(kept)
+
+
 def cleanup(path):
     shutil.rmtree(path, ignore_errors=True)
 
