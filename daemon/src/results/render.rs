@@ -187,6 +187,16 @@ fn wrap(lines: &[String], max: usize) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// A 64 × 32 image at half brightness.
+    fn mid_grey() -> Grey<'static> {
+        static VALUES: [f32; 64 * 32] = [0.5; 64 * 32];
+        Grey {
+            width: 64,
+            height: 32,
+            values: &VALUES,
+        }
+    }
+
     #[test]
     fn the_colour_ramp_runs_from_blue_to_red() {
         assert_eq!(colour(0.0), [0, 0, 255]);
@@ -197,12 +207,7 @@ mod tests {
 
     #[test]
     fn the_picture_keeps_the_image_and_adds_a_panel_with_text() {
-        let values = vec![0.5f32; 64 * 32];
-        let grey = Grey {
-            width: 64,
-            height: 32,
-            values: &values,
-        };
+        let grey = mid_grey();
         let plain = picture(&grey, None, None, &["AI".into()]);
         assert_eq!(plain.width, 64);
         assert_eq!(plain.height, 32 + 6 + 10);
@@ -225,12 +230,7 @@ mod tests {
 
     #[test]
     fn a_located_finding_is_outlined_inside_the_image_only() {
-        let values = vec![0.5f32; 64 * 32];
-        let grey = Grey {
-            width: 64,
-            height: 32,
-            values: &values,
-        };
+        let grey = mid_grey();
         let boxed = picture(&grey, None, Some([10.0, 4.0, 30.0, 40.0]), &[]);
         let at = |x: usize, y: usize| &boxed.pixels[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3];
         assert_eq!(at(10, 4), OUTLINE);
