@@ -74,6 +74,22 @@ pub struct FindingScore {
     pub applicable: bool,
 }
 
+/// The model's maps, one plane of `rows` × `cols` per finding output.
+pub struct Maps {
+    pub rows: usize,
+    pub cols: usize,
+    data: Vec<f32>,
+}
+
+impl Maps {
+    /// The map of the finding at `output_index`, row by row.
+    pub fn plane(&self, output_index: usize) -> Option<&[f32]> {
+        let plane = self.rows * self.cols;
+        self.data
+            .get(output_index * plane..(output_index + 1) * plane)
+    }
+}
+
 pub struct Model {
     bundle: Bundle,
     engine: Box<dyn Engine>,
@@ -431,14 +447,9 @@ impl Model {
         Ok(Tensor::new(shape, values)?)
     }
 
-    /// The model's map for the finding at `output_index` on a ready input
-    /// (rows, columns, values), when the bundle has a `heatmap` output of
-    /// shape `[1, findings, rows, columns]`.
-    pub fn heatmap(
-        &mut self,
-        input: &Tensor,
-        output_index: usize,
-    ) -> Result<Option<(usize, usize, Vec<f32>)>, ModelError> {
+    /// The model's maps on a ready input, when the bundle has a `heatmap`
+    /// output of shape `[1, findings, rows, columns]`.
+    pub fn maps(&mut self, input: &Tensor) -> Result<Option<Maps>, ModelError> {
         let Some(at) = self
             .bundle
             .manifest()
@@ -456,12 +467,14 @@ impl Model {
         let [1, channels, rows, cols] = map.shape[..] else {
             return Ok(None);
         };
-        if output_index >= channels || map.data.len() != channels * rows * cols {
+        if rows == 0 || cols == 0 || map.data.len() != channels * rows * cols {
             return Ok(None);
         }
-        let plane = rows * cols;
-        let values = map.data[output_index * plane..(output_index + 1) * plane].to_vec();
-        Ok(Some((rows, cols, values)))
+        Ok(Some(Maps {
+            rows,
+            cols,
+            data: map.data,
+        }))
     }
 
     /// Runs the model on a ready input and returns its logits, checked

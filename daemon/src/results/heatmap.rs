@@ -50,37 +50,40 @@ pub fn lines(model: &crate::triage::ModelInfo, findings: &[FindingResult]) -> Ve
     lines
 }
 
-/// The picture for one report, and where on the key image the map puts the
-/// finding: `key` is the instance shown (as read, and its Part-10 bytes);
-/// `map_for` the finding whose map is drawn. Without a model, a route or
-/// decodable pixels, the text is drawn on what there is.
+/// The picture for one report, and where on the key image the model's maps
+/// put each present finding of `findings` (by finding id): `key` is the
+/// instance shown (as read, and its Part-10 bytes); `map_for` the finding
+/// whose map is drawn. Without a model, a route or decodable pixels, the
+/// text is drawn on what there is.
 pub fn picture(
     key: Option<(&part10::Stored, &[u8])>,
     manifest: Option<&Manifest>,
     model: Option<&mut Model>,
     map_for: Option<&FindingResult>,
+    findings: &[FindingResult],
     text: &[String],
-) -> (Rgb, Option<[f32; 4]>) {
+) -> (Rgb, Vec<(String, [f32; 4])>) {
     let mut text = text.to_vec();
-    match key.map(|(stored, bytes)| shown(stored, bytes, manifest, model, map_for)) {
+    let shown = key.map(|(stored, bytes)| shown(stored, bytes, manifest, model, map_for, findings));
+    match shown {
         Some(Ok(shown)) => {
             text.extend(shown.note);
-            if shown.region.is_some() {
-                text.push("magenta box: where the model locates it".into());
+            if !shown.regions.is_empty() {
+                text.push("magenta box: where the model locates a finding".into());
             }
             let g = Grey {
                 width: shown.grey.width,
                 height: shown.grey.height,
                 values: &shown.grey.values,
             };
-            let picture = render::picture(&g, shown.map.as_deref(), shown.outline, &text);
-            (picture, shown.region)
+            let picture = render::picture(&g, shown.map.as_deref(), &shown.outlines, &text);
+            (picture, shown.regions)
         }
         Some(Err(e)) => {
             text.push(format!("image not shown: {e}"));
-            (blank(&text), None)
+            (blank(&text), Vec::new())
         }
-        None => (blank(&text), None),
+        None => (blank(&text), Vec::new()),
     }
 }
 
@@ -91,7 +94,7 @@ fn blank(text: &[String]) -> Rgb {
         height: 64,
         values: &values,
     };
-    render::picture(&g, None, None, text)
+    render::picture(&g, None, &[], text)
 }
 
 struct Shown {
@@ -99,10 +102,11 @@ struct Shown {
     /// The map over `grey`, 0 to 1.
     map: Option<Vec<f32>>,
     note: Option<String>,
-    /// Where the map locates the finding, in the source's pixels.
-    region: Option<[f32; 4]>,
+    /// Where the maps locate the present findings (by id), in the source's
+    /// pixels.
+    regions: Vec<(String, [f32; 4])>,
     /// The same in `grey`'s pixels.
-    outline: Option<[f32; 4]>,
+    outlines: Vec<[f32; 4]>,
 }
 
 impl Shown {
@@ -111,8 +115,8 @@ impl Shown {
             grey,
             map: None,
             note,
-            region: None,
-            outline: None,
+            regions: Vec::new(),
+            outlines: Vec::new(),
         }
     }
 }
@@ -123,6 +127,7 @@ fn shown(
     manifest: Option<&Manifest>,
     model: Option<&mut Model>,
     map_for: Option<&FindingResult>,
+    findings: &[FindingResult],
 ) -> Result<Shown, String> {
     let pixels = stored.pixels(bytes).map_err(|e| e.to_string())?;
     let image = pixels.frame(0).map_err(|e| e.to_string())?;
@@ -165,50 +170,74 @@ fn shown(
             Some("no map: the model could not be loaded".into()),
         ));
     };
-    let Some(finding) = manifest.finding(&f.id) else {
-        return Ok(Shown::plain(grey, None));
-    };
-    let map = model
+    let maps = model
         .input(&image, route)
-        .and_then(|input| model.heatmap(&input, finding.output_index));
-    let (mh, mw, values) = match map {
+        .and_then(|input| model.maps(&input));
+    let maps = match maps {
         Ok(Some(m)) => m,
         Ok(None) => return Ok(Shown::plain(grey, Some("the model gives no map".into()))),
         Err(e) => return Ok(Shown::plain(grey, Some(format!("no map: {e}")))),
     };
-    // The map covers the model's input; with a letterbox, only the part
+    let (mh, mw) = (maps.rows, maps.cols);
+    // The maps cover the model's input; with a letterbox, only the part
     // where the image was placed is the image.
     let (pr, pc, top, left) = model_pipeline.placement(&image.image);
     let (sy, sx) = (
         mh as f64 / model_pipeline.rows as f64,
         mw as f64 / model_pipeline.cols as f64,
     );
-    let (y0, x0) = ((top as f64 * sy) as usize, (left as f64 * sx) as usize);
+    let (y0, x0) = (
+        ((top as f64 * sy) as usize).min(mh - 1),
+        ((left as f64 * sx) as usize).min(mw - 1),
+    );
     let (ch, cw) = (
         ((pr as f64 * sy).round() as usize).clamp(1, mh - y0),
         ((pc as f64 * sx).round() as usize).clamp(1, mw - x0),
     );
-    let mut crop = Image {
+    let crop = |plane: &[f32]| Image {
         width: cw,
         height: ch,
         values: (y0..y0 + ch)
-            .flat_map(|y| &values[y * mw + x0..y * mw + x0 + cw])
+            .flat_map(|y| &plane[y * mw + x0..y * mw + x0 + cw])
             .copied()
             .collect(),
     };
-    let present = matches!(f.outcome, Outcome::Urgent | Outcome::Finding);
-    let region = present.then(|| located(&crop, w, h)).flatten();
-    for v in &mut crop.values {
+    let plane_of = |id: &str| {
+        manifest
+            .finding(id)
+            .and_then(|d| maps.plane(d.output_index))
+    };
+    let regions: Vec<(String, [f32; 4])> = findings
+        .iter()
+        .filter(|g| matches!(g.outcome, Outcome::Urgent | Outcome::Finding))
+        .filter_map(|g| {
+            let rect = located(&crop(plane_of(&g.id)?), w, h)?;
+            Some((g.id.clone(), rect))
+        })
+        .collect();
+    let (ox, oy) = (cols as f32 / w as f32, rows as f32 / h as f32);
+    let outlines = regions
+        .iter()
+        .map(|(_, [x0, y0, x1, y1])| [x0 * ox, y0 * oy, x1 * ox, y1 * oy])
+        .collect();
+    let Some(plane) = plane_of(&f.id) else {
+        return Ok(Shown {
+            regions,
+            outlines,
+            ..Shown::plain(grey, None)
+        });
+    };
+    let mut drawn = crop(plane);
+    for v in &mut drawn.values {
         *v = sigmoid(*v);
     }
-    let map = resize(&crop, cols, rows).map_err(|e| e.to_string())?;
-    let (sx, sy) = (cols as f32 / w as f32, rows as f32 / h as f32);
+    let map = resize(&drawn, cols, rows).map_err(|e| e.to_string())?;
     Ok(Shown {
         grey,
         map: Some(map.values),
         note: Some(format!("map: {} (sigmoid of the model's map)", f.display)),
-        region,
-        outline: region.map(|[x0, y0, x1, y1]| [x0 * sx, y0 * sy, x1 * sx, y1 * sy]),
+        regions,
+        outlines,
     })
 }
 

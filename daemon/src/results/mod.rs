@@ -279,11 +279,17 @@ impl Writer {
                 series_uid: sc.series_uid.clone(),
                 modality: "OT".into(),
             }),
-            region: None,
+            regions: Vec::new(),
         };
         let text = heatmap::lines(&report.model, &report.findings);
         let drawing = Arc::clone(&self.drawing);
-        let shown_finding = strongest.as_ref().map(|f| f.id.clone());
+        // A series' key slice is the shown finding's: another finding is not
+        // located on a slice chosen for a different one.
+        let findings: Vec<FindingResult> = if report.sources.len() == 1 {
+            report.findings.clone()
+        } else {
+            strongest.iter().cloned().collect()
+        };
         let (picture, located) = tokio::task::spawn_blocking(move || {
             let mut model = drawing.model.lock().expect("model lock");
             heatmap::picture(
@@ -291,17 +297,21 @@ impl Writer {
                 drawing.manifest.as_deref(),
                 model.as_mut(),
                 strongest.as_ref(),
+                &findings,
                 &text,
             )
         })
         .await
         .map_err(|e| Retry(e.to_string()))?;
-        report.region = located.zip(shown_finding).map(|(rect, finding)| Region {
-            finding,
-            image: key_ref.clone(),
-            frame: multi_frame.then_some(1),
-            rect,
-        });
+        report.regions = located
+            .into_iter()
+            .map(|(finding, rect)| Region {
+                finding,
+                image: key_ref.clone(),
+                frame: multi_frame.then_some(1),
+                rect,
+            })
+            .collect();
         let sc_obj = sc::build(
             &report,
             &sc,

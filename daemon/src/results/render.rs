@@ -85,15 +85,10 @@ fn alpha(p: f32) -> f32 {
 const OUTLINE: [u8; 3] = [255, 0, 255];
 
 /// Draws `image` with `map` (same size, values in [0, 1]) over it and
-/// `outline` (left, top, right, bottom in its pixels) around a located
-/// finding, then a panel below with a colour legend (when there is a map)
+/// `outlines` (left, top, right, bottom in its pixels) around located
+/// findings, then a panel below with a colour legend (when there is a map)
 /// and `lines`.
-pub fn picture(
-    image: &Grey,
-    map: Option<&[f32]>,
-    outline: Option<[f32; 4]>,
-    lines: &[String],
-) -> Rgb {
+pub fn picture(image: &Grey, map: Option<&[f32]>, outlines: &[[f32; 4]], lines: &[String]) -> Rgb {
     let scale = if image.width >= 640 { 2 } else { 1 };
     let lines = wrap(
         lines,
@@ -119,7 +114,7 @@ pub fn picture(
         };
         out.set(x, y, px);
     }
-    if let Some([x0, y0, x1, y1]) = outline {
+    for &[x0, y0, x1, y1] in outlines {
         let clamp = |v: f32, max: usize| (v.max(0.0) as usize).min(max);
         let (x0, x1) = (clamp(x0, image.width), clamp(x1, image.width));
         let (y0, y1) = (clamp(y0, image.height), clamp(y1, image.height));
@@ -208,7 +203,7 @@ mod tests {
     #[test]
     fn the_picture_keeps_the_image_and_adds_a_panel_with_text() {
         let grey = mid_grey();
-        let plain = picture(&grey, None, None, &["AI".into()]);
+        let plain = picture(&grey, None, &[], &["AI".into()]);
         assert_eq!(plain.width, 64);
         assert_eq!(plain.height, 32 + 6 + 10);
         // The image area is the grey value, untouched without a map.
@@ -217,13 +212,13 @@ mod tests {
         assert!(plain.pixels.chunks(3).any(|p| p == [255, 255, 0]));
         // A hot map tints the image towards red.
         let hot = vec![1.0f32; 64 * 32];
-        let tinted = picture(&grey, Some(&hot), None, &[]);
+        let tinted = picture(&grey, Some(&hot), &[], &[]);
         let p = &tinted.pixels[..3];
         assert!(p[0] > p[2] && p[0] > 127, "{p:?}");
         // A cold map leaves it grey.
         let cold = vec![0.0f32; 64 * 32];
         assert_eq!(
-            &picture(&grey, Some(&cold), None, &[]).pixels[..3],
+            &picture(&grey, Some(&cold), &[], &[]).pixels[..3],
             &[127, 127, 127]
         );
     }
@@ -231,7 +226,7 @@ mod tests {
     #[test]
     fn a_located_finding_is_outlined_inside_the_image_only() {
         let grey = mid_grey();
-        let boxed = picture(&grey, None, Some([10.0, 4.0, 30.0, 40.0]), &[]);
+        let boxed = picture(&grey, None, &[[10.0, 4.0, 30.0, 40.0]], &[]);
         let at = |x: usize, y: usize| &boxed.pixels[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3];
         assert_eq!(at(10, 4), OUTLINE);
         assert_eq!(at(29, 20), OUTLINE);

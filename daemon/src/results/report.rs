@@ -79,9 +79,8 @@ pub struct Report {
     pub sr: NewInstance,
     /// The heatmap image, when one is made.
     pub heatmap: Option<InstanceRef>,
-    /// Where the model locates the finding the heatmap shows, when it is
-    /// present and the model's map says where.
-    pub region: Option<Region>,
+    /// Where the model locates each present finding its maps show.
+    pub regions: Vec<Region>,
 }
 
 impl Report {

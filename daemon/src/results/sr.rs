@@ -171,7 +171,7 @@ fn group(report: &Report, f: &FindingResult) -> Item {
         Item::code(Rel::Contains, &Code::dcm("121071", "Finding"), &f.code),
     ];
     items.extend(algorithm(report, Some(f)));
-    let region = report.region.as_ref().filter(|r| r.finding == f.id);
+    let region = report.regions.iter().find(|r| r.finding == f.id);
     if let Some(r) = region {
         items.push(Item::rectangle(
             Rel::Contains,
@@ -394,4 +394,160 @@ fn evidence_item(study_uid: &str, refs: &[&InstanceRef]) -> InMemDicomObject {
     sequence(&mut study, tags::REFERENCED_SERIES_SEQUENCE, series);
     study.put_str(tags::STUDY_INSTANCE_UID, VR::UI, study_uid);
     study
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::report::{Device, NewInstance, Region};
+    use crate::triage::ModelInfo;
+
+    fn finding(id: &str, code: &str, outcome: Outcome, score: f32) -> FindingResult {
+        FindingResult {
+            id: id.into(),
+            display: id.into(),
+            code: Code::new(code, "SCT", id),
+            outcome,
+            score: Some(score),
+            threshold: Some(1.0),
+            operating_point: None,
+            reason: None,
+            tracking_uid: format!("1.2.3.9.{code}"),
+        }
+    }
+
+    fn image() -> InstanceRef {
+        InstanceRef {
+            sop_class: uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE.into(),
+            sop_instance: "1.2.3.4".into(),
+            series_uid: "1.2.3".into(),
+            modality: "CR".into(),
+        }
+    }
+
+    fn report(regions: Vec<Region>) -> Report {
+        Report {
+            study: InMemDicomObject::new_empty(),
+            study_uid: "1.2".into(),
+            sources: vec![image()],
+            findings: vec![
+                finding("pneumothorax", "36118008", Outcome::Urgent, 4.0),
+                finding("effusion", "60046008", Outcome::Finding, 2.0),
+                finding("nodule", "27925004", Outcome::NoFinding, -3.0),
+            ],
+            model: ModelInfo {
+                name: "m".into(),
+                version: "1".into(),
+                sha256: "ab".into(),
+                engine: "tract".into(),
+                clinical_use: false,
+            },
+            device: Device {
+                uid: "1.2.9".into(),
+                name: "FIRSTLOOK".into(),
+                manufacturer: "firstlook project".into(),
+                model_name: "box".into(),
+                serial: "1".into(),
+                software_version: "0".into(),
+            },
+            decided_at_ms: 0,
+            sr: NewInstance {
+                series_uid: "1.2.5".into(),
+                instance_uid: "1.2.6".into(),
+                series_number: 9901,
+            },
+            heatmap: None,
+            regions,
+        }
+    }
+
+    fn items(obj: &InMemDicomObject) -> &[InMemDicomObject] {
+        obj.element(tags::CONTENT_SEQUENCE)
+            .map_or(&[], |e| e.items().unwrap_or(&[]))
+    }
+
+    fn concept(item: &InMemDicomObject) -> String {
+        let name = &item
+            .element(tags::CONCEPT_NAME_CODE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        name.element(tags::CODE_VALUE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// A measurement group: its template, the tracking identifier, the
+    /// Image Region's first point when it has one.
+    type Group = (String, String, Option<(f32, f32)>);
+
+    fn groups(obj: &InMemDicomObject) -> Vec<Group> {
+        let measurements = items(obj)
+            .iter()
+            .find(|i| concept(i) == "126010")
+            .expect("Imaging Measurements");
+        items(measurements)
+            .iter()
+            .map(|g| {
+                let template = g
+                    .element(tags::CONTENT_TEMPLATE_SEQUENCE)
+                    .unwrap()
+                    .items()
+                    .unwrap()[0]
+                    .element(tags::TEMPLATE_IDENTIFIER)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim()
+                    .to_string();
+                let tracking = items(g)
+                    .iter()
+                    .find(|i| concept(i) == "112039")
+                    .unwrap()
+                    .element(tags::TEXT_VALUE)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                let region = items(g).iter().find(|i| concept(i) == "111030").map(|r| {
+                    let p = r
+                        .element(tags::GRAPHIC_DATA)
+                        .unwrap()
+                        .to_multi_float32()
+                        .unwrap();
+                    (p[0], p[1])
+                });
+                (template, tracking, region)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_located_finding_is_a_planar_roi_group_with_its_own_region() {
+        let region = |finding: &str, x: f32| Region {
+            finding: finding.into(),
+            image: image(),
+            frame: None,
+            rect: [x, 20.0, x + 100.0, 120.0],
+        };
+        let sr = build(&report(vec![
+            region("effusion", 300.0),
+            region("pneumothorax", 10.0),
+        ]));
+        assert_eq!(
+            groups(&sr),
+            [
+                ("1410".into(), "pneumothorax".into(), Some((10.0, 20.0))),
+                ("1410".into(), "effusion".into(), Some((300.0, 20.0))),
+                ("1501".into(), "nodule".into(), None),
+            ]
+        );
+        let unlocated = build(&report(Vec::new()));
+        assert!(groups(&unlocated)
+            .iter()
+            .all(|(template, _, region)| template == "1501" && region.is_none()));
+    }
 }
