@@ -62,7 +62,7 @@ pub fn picture(
     map_for: Option<&FindingResult>,
     findings: &[FindingResult],
     text: &[String],
-) -> (Rgb, Vec<(String, [f32; 4])>) {
+) -> (Rgb, Vec<Located>) {
     let mut text = text.to_vec();
     let shown = key.map(|(stored, bytes)| shown(stored, bytes, manifest, model, map_for, findings));
     match shown {
@@ -97,6 +97,17 @@ fn blank(text: &[String]) -> Rgb {
     render::picture(&g, None, &[], text)
 }
 
+/// Where a map puts a present finding on the frame shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    /// The finding's id in the bundle.
+    pub finding: String,
+    /// Left, top, right, bottom in the source's pixels.
+    pub rect: [f32; 4],
+    /// The frame shown (1-based), for a multi-frame image.
+    pub frame: Option<u32>,
+}
+
 struct Shown {
     grey: Image,
     /// The map over `grey`, 0 to 1.
@@ -104,7 +115,7 @@ struct Shown {
     note: Option<String>,
     /// Where the maps locate the present findings (by id), in the source's
     /// pixels.
-    regions: Vec<(String, [f32; 4])>,
+    regions: Vec<Located>,
     /// The same in `grey`'s pixels.
     outlines: Vec<[f32; 4]>,
 }
@@ -207,18 +218,26 @@ fn shown(
             .finding(id)
             .and_then(|d| maps.plane(d.output_index))
     };
-    let regions: Vec<(String, [f32; 4])> = findings
+    let frame = (pixels.frames() > 1).then_some(1);
+    let regions: Vec<Located> = findings
         .iter()
         .filter(|g| matches!(g.outcome, Outcome::Urgent | Outcome::Finding))
         .filter_map(|g| {
             let rect = located(&crop(plane_of(&g.id)?), w, h)?;
-            Some((g.id.clone(), rect))
+            Some(Located {
+                finding: g.id.clone(),
+                rect,
+                frame,
+            })
         })
         .collect();
     let (ox, oy) = (cols as f32 / w as f32, rows as f32 / h as f32);
     let outlines = regions
         .iter()
-        .map(|(_, [x0, y0, x1, y1])| [x0 * ox, y0 * oy, x1 * ox, y1 * oy])
+        .map(|r| {
+            let [x0, y0, x1, y1] = r.rect;
+            [x0 * ox, y0 * oy, x1 * ox, y1 * oy]
+        })
         .collect();
     let Some(plane) = plane_of(&f.id) else {
         return Ok(Shown {
@@ -253,9 +272,9 @@ pub fn located(map: &Image, cols: usize, rows: usize) -> Option<[f32; 4]> {
         .iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))?;
-    let mut sorted = map.values.clone();
-    sorted.sort_by(f32::total_cmp);
-    let median = sorted[sorted.len() / 2];
+    let mut values = map.values.clone();
+    let middle = values.len() / 2;
+    let (_, &mut median, _) = values.select_nth_unstable_by(middle, f32::total_cmp);
     if top.is_nan() || top <= median {
         return None;
     }

@@ -259,7 +259,6 @@ impl Writer {
         };
         let key_ref = sources[key_at].reference.clone();
         let laterality = source::laterality(key_stored.attributes());
-        let multi_frame = source::frames(key_stored.attributes()) > 1;
         let mut report = Report {
             study: source::study_attributes(key_stored.attributes()),
             study_uid,
@@ -305,11 +304,11 @@ impl Writer {
         .map_err(|e| Retry(e.to_string()))?;
         report.regions = located
             .into_iter()
-            .map(|(finding, rect)| Region {
-                finding,
+            .map(|l| Region {
+                finding: l.finding,
                 image: key_ref.clone(),
-                frame: multi_frame.then_some(1),
-                rect,
+                frame: l.frame,
+                rect: l.rect,
             })
             .collect();
         let sc_obj = sc::build(

@@ -68,14 +68,6 @@ pub fn read_first(spool: &Spool, s: &Stored, max: u64) -> Result<Vec<u8>, String
     Ok(buf)
 }
 
-/// Number of Frames, 1 when absent or unreadable.
-pub fn frames(obj: &DefaultDicomObject) -> u32 {
-    obj.element(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .and_then(|e| e.to_int::<u32>().ok())
-        .unwrap_or(1)
-}
-
 /// Patient and study attributes a new instance in the same study copies;
 /// the type 2 ones (with their VR) are written empty when the source lacks
 /// them.
