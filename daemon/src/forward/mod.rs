@@ -434,9 +434,10 @@ impl Worker {
                 if status != Status::SUCCESS {
                     tracing::info!(message = "destination stored with a warning", status = %status);
                 }
-                let (index, name, id) = (self.spool.index().clone(), self.name(), q.instance_id);
+                let (spool, name, id) = (Arc::clone(&self.spool), self.name(), q.instance_id);
                 Ok(Some(tokio::spawn(async move {
-                    index
+                    spool
+                        .index()
                         .call(move |tx| {
                             queue::delivered(tx, id, &name, status.0, note.as_deref(), now_ms())
                         })

@@ -245,28 +245,34 @@ type Completion = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
 /// succeeded (else its savepoint is rolled back), and replies after commit.
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 
-/// Handle to the index thread. Cheap to clone.
-#[derive(Clone)]
+/// Handle to the index thread. Dropping it closes the connection (its last
+/// checkpoint, the WAL and shared-memory files removed) before returning:
+/// whoever opens the spool next must not meet a connection still closing,
+/// whose removal of `index.sqlite-wal` by name could take the successor's.
 pub struct Index {
     jobs: mpsc::Sender<Msg>,
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 enum Msg {
     Job(Job),
     /// Make everything committed so far durable (WAL checkpoint).
     Checkpoint(oneshot::Sender<Result<(), IndexError>>),
+    /// Close the connection after the work queued before this.
+    Close,
 }
 
 impl Index {
     /// Moves the connection to its own thread.
     pub fn start(mut conn: Connection) -> Index {
         let (jobs, rx) = mpsc::channel::<Msg>();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("spool-index".into())
             .spawn(move || {
                 let mut next = rx.recv().ok();
                 while let Some(msg) = next.take() {
                     match msg {
+                        Msg::Close => break,
                         Msg::Checkpoint(reply) => {
                             let r = conn
                                 .execute_batch("PRAGMA wal_checkpoint(FULL)")
@@ -294,7 +300,10 @@ impl Index {
                 }
             })
             .expect("spawn index thread");
-        Index { jobs }
+        Index {
+            jobs,
+            thread: Some(thread),
+        }
     }
 
     /// Runs `f` inside the next group-committed transaction; its result is
@@ -353,6 +362,19 @@ impl Index {
             .send(Msg::Checkpoint(tx))
             .map_err(|_| IndexError::Closed)?;
         rx.await.map_err(|_| IndexError::Closed)?
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        let _ = self.jobs.send(Msg::Close);
+        if let Some(thread) = self.thread.take() {
+            // A job holding the last reference to the spool drops it on the
+            // index thread itself, which then closes on its own.
+            if thread.thread().id() != thread::current().id() {
+                let _ = thread.join();
+            }
+        }
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Spool {
     active: Mutex<HashSet<i64>>,
     watermarks: Watermarks,
     work: tokio::sync::watch::Sender<u64>,
+    /// Declared after `index`: fields drop in order, so the index has closed
+    /// before the lock lets a successor in.
     _lock: nix::fcntl::Flock<File>,
 }
 

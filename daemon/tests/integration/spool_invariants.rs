@@ -124,6 +124,13 @@ async fn acknowledged_instances_survive_losing_the_index() {
     let d = Daemon::start(config(&spool, "")).await.unwrap();
     send_all(&d, &instances).await;
     d.stop().await;
+    // Stopped means the index connection has closed: its last checkpoint
+    // done and its WAL removed. One still closing would remove the WAL of the
+    // next daemon's new index by name, leaving readers a short read.
+    assert!(
+        !spool.join("index.sqlite-wal").exists(),
+        "the index is still open after stop"
+    );
     for name in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
         let _ = std::fs::remove_file(spool.join(name));
     }
