@@ -24,19 +24,20 @@ pub struct Queued {
 
 /// Due instances, urgent studies' first (their report ahead of their
 /// images), then in arrival order (which keeps each series in order).
+const NEXT_BATCH: &str =
+    "SELECT i.id, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.series_uid, i.segment,
+            i.body_offset, i.body_len, i.dataset_offset, d.attempts, i.study_uid, d.priority
+     FROM deliveries d JOIN instances i ON i.id = d.instance_id
+     WHERE d.destination=?1 AND d.state='pending' AND d.next_attempt_at<=?2
+     ORDER BY d.priority DESC, i.id LIMIT ?3";
+
 pub fn next_batch(
     tx: &Connection,
     destination: &str,
     now_ms: i64,
     limit: u64,
 ) -> Result<Vec<Queued>, IndexError> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT i.id, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.series_uid, i.segment,
-                i.body_offset, i.body_len, i.dataset_offset, d.attempts, i.study_uid, d.priority
-         FROM deliveries d JOIN instances i ON i.id = d.instance_id
-         WHERE d.destination=?1 AND d.state='pending' AND d.next_attempt_at<=?2
-         ORDER BY d.priority DESC, i.id LIMIT ?3",
-    )?;
+    let mut stmt = tx.prepare_cached(NEXT_BATCH)?;
     let rows = stmt.query_map(params![destination, now_ms, limit as i64], |r| {
         Ok(Queued {
             instance_id: r.get(0)?,
@@ -87,11 +88,11 @@ pub fn delivered(
     if let Some(fault) = crate::failpoints::hit("forward-record") {
         return Err(fault.sqlite_error().into());
     }
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE deliveries SET state='delivered', attempts=attempts+1, last_status=?3, reason=?4, done_at=?5
          WHERE instance_id=?1 AND destination=?2",
-        params![instance_id, destination, status, comment, now_ms],
-    )?;
+    )?
+    .execute(params![instance_id, destination, status, comment, now_ms])?;
     Ok(())
 }
 
@@ -212,6 +213,18 @@ mod tests {
             params![id],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_queue_query_is_planned_once_not_on_every_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
+        add(&conn, 1, "2.25.100");
+        for now in 1..10 {
+            assert_eq!(next_batch(&conn, "pacs", now, 10).unwrap().len(), 1);
+        }
+        let stmt = conn.prepare_cached(NEXT_BATCH).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     #[test]

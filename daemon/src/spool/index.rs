@@ -71,6 +71,7 @@ PRAGMA user_version = 1;
 /// Opens (creating if needed) the index with the pragmas the spool relies on.
 pub fn open_connection(path: &Path) -> Result<Connection, IndexError> {
     let conn = Connection::open(path)?;
+    plan_once(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -121,9 +122,21 @@ pub fn open_read_only(path: &Path) -> Result<Connection, IndexError> {
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    plan_once(&conn)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
+}
+
+/// Query plans that do not depend on the values bound: without this, this
+/// SQLite (built with STAT4) re-parses and re-plans a cached statement
+/// such as the forwarder's queue query every time a text value is bound.
+fn plan_once(conn: &Connection) -> Result<(), IndexError> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// What happened to a record offered to the index.
@@ -379,7 +392,7 @@ impl Drop for Index {
 }
 
 fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
-    let mut tx = match conn.transaction() {
+    let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!(message = "spool index cannot begin a transaction", error = %e);
@@ -389,36 +402,41 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
         }
     };
     let mut completions = Vec::with_capacity(batch.len());
+    let mut broken = None;
     for job in batch {
         // A savepoint per job keeps one failing job from undoing the others
-        // and from leaving half its writes behind.
-        let sp = match tx.savepoint() {
-            Ok(sp) => sp,
-            Err(e) => {
-                tracing::error!(message = "spool index cannot open a savepoint", error = %e);
-                continue;
-            }
-        };
-        let (ok, completion) = job(&sp);
-        let kept = if ok {
-            sp.commit()
-        } else {
-            drop(sp);
-            Ok(())
-        };
-        if let Err(e) = kept {
-            tracing::error!(message = "spool index savepoint failed", error = %e);
-            completion(Some(&e));
+        // and from leaving half its writes behind. The statements are cached:
+        // parsing them anew for every instance was a measurable share of the
+        // index thread.
+        if let Err(e) = run(&tx, "SAVEPOINT job") {
+            tracing::error!(message = "spool index cannot open a savepoint", error = %e);
             continue;
         }
+        let (ok, completion) = job(&tx);
+        let ended = if ok {
+            run(&tx, "RELEASE job")
+        } else {
+            run(&tx, "ROLLBACK TO job").and_then(|()| run(&tx, "RELEASE job"))
+        };
         completions.push(completion);
+        if let Err(e) = ended {
+            // The job's writes may be half in the transaction: none of the
+            // batch may be committed.
+            tracing::error!(message = "spool index savepoint failed", error = %e);
+            broken = Some(e);
+            break;
+        }
     }
-    let commit = match failpoints::hit("index-commit") {
-        Some(fault) => {
+    let commit = match (broken, failpoints::hit("index-commit")) {
+        (Some(e), _) => {
+            drop(tx);
+            Err(e)
+        }
+        (None, Some(fault)) => {
             drop(tx);
             Err(fault.sqlite_error())
         }
-        None => tx.commit(),
+        (None, None) => tx.commit(),
     };
     let err = commit.as_ref().err();
     for c in completions {
@@ -426,6 +444,81 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
     }
 }
 
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(conn: &Connection) -> Result<Vec<i64>, IndexError> {
+        let mut stmt = conn.prepare("SELECT x FROM t ORDER BY x")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    #[test]
+    fn a_failing_job_leaves_nothing_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let conn = open_connection(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t(x INTEGER)").unwrap();
+        let index = Index::start(conn);
+        // Hold the index thread so that the next three jobs queue up and
+        // run as one batch.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let held = index.jobs.clone();
+        let (reply, _) = oneshot::channel::<()>();
+        held.send(Msg::Job(Box::new(move |_| {
+            wait.recv().unwrap();
+            (true, Box::new(move |_| drop(reply)))
+        })))
+        .unwrap();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let jobs: Vec<_> = [(1, true), (2, false), (3, true)]
+                .into_iter()
+                .map(|(x, succeeds)| {
+                    let index = &index;
+                    let job = s.spawn(move || {
+                        index.call_blocking(move |c| {
+                            c.execute("INSERT INTO t VALUES (?1)", [x])?;
+                            if succeeds {
+                                Ok(x)
+                            } else {
+                                Err(IndexError::Closed)
+                            }
+                        })
+                    });
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    job
+                })
+                .collect();
+            go.send(()).unwrap();
+            jobs.into_iter().map(|j| j.join().unwrap()).collect()
+        });
+        assert_eq!(results[0].as_ref().unwrap(), &1);
+        assert!(matches!(results[1], Err(IndexError::Closed)));
+        assert_eq!(results[2].as_ref().unwrap(), &3);
+        assert_eq!(index.call_blocking(count).unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn dropping_the_index_closes_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let index = Index::start(open_connection(&path).unwrap());
+        index
+            .call_blocking(|c| Ok(c.execute_batch("CREATE TABLE t(x INTEGER)")?))
+            .unwrap();
+        assert!(dir.path().join("index.sqlite-wal").exists());
+        drop(index);
+        // The last connection's close checkpoints and removes the WAL.
+        assert!(!dir.path().join("index.sqlite-wal").exists());
+        assert!(!dir.path().join("index.sqlite-shm").exists());
+    }
 }

@@ -1,7 +1,7 @@
 //! Append-only segment files holding records back to back.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -278,9 +278,22 @@ pub fn read_range_into(
     len: u64,
     buf: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let file = File::open(segment_path(dir, id))?;
-    buf.resize(len as usize, 0);
-    file.read_exact_at(buf, offset)
+    let mut file = File::open(segment_path(dir, id))?;
+    file.seek(io::SeekFrom::Start(offset))?;
+    buf.clear();
+    buf.try_reserve_exact(len as usize)?;
+    // Read into the spare capacity: no zero-filling of the buffer first.
+    let got = file.take(len).read_to_end(buf)?;
+    if got as u64 != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "segment {id} ends {} bytes short of the record",
+                len - got as u64
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
