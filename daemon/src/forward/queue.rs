@@ -22,8 +22,6 @@ pub struct Queued {
     pub urgent: bool,
 }
 
-/// Due instances, urgent studies' first (their report ahead of their
-/// images), then in arrival order (which keeps each series in order).
 const NEXT_BATCH: &str =
     "SELECT i.id, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.series_uid, i.segment,
             i.body_offset, i.body_len, i.dataset_offset, d.attempts, i.study_uid, d.priority
@@ -31,6 +29,8 @@ const NEXT_BATCH: &str =
      WHERE d.destination=?1 AND d.state='pending' AND d.next_attempt_at<=?2
      ORDER BY d.priority DESC, i.id LIMIT ?3";
 
+/// Due instances, urgent studies' first (their report ahead of their
+/// images), then in arrival order (which keeps each series in order).
 pub fn next_batch(
     tx: &Connection,
     destination: &str,
