@@ -30,6 +30,7 @@ pub fn open_for_maintenance(path: &Path) -> Result<rusqlite::Connection, IndexEr
 }
 pub use record::{RecordHeader, RecordSummary, StoredRecord};
 pub use recovery::RecoveryReport;
+pub use segment::OpenSegment;
 pub use writer::InstanceWriter;
 
 use segment::SegmentFile;
@@ -267,6 +268,11 @@ impl Spool {
             body_len - dataset_offset,
             buf,
         )
+    }
+
+    /// Opens the segment holding a stored instance, to read it in parts.
+    pub fn open_segment(&self, segment: i64) -> std::io::Result<OpenSegment> {
+        OpenSegment::open(&self.segments_dir, segment)
     }
 
     fn preallocate_bytes(&self) -> u64 {

@@ -8,7 +8,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 
-use crate::pixels::{trailing_pixel_data, PixelError, Pixels};
+use crate::pixels::{PixelError, Pixels, ReadAt, TrailingPixels};
 
 /// A stored instance read for its pixels: the data set up to Pixel Data,
 /// and the whole data set only when the pixel data cannot be read in place
@@ -23,10 +23,7 @@ pub struct Stored {
 impl Stored {
     pub fn read(bytes: &[u8]) -> Result<Stored, String> {
         let header = parse(bytes, true)?;
-        let in_place = trailing_pixel_data(&header, bytes).map(|data| {
-            let start = bytes.len() - data.len() - data.len() % 2;
-            start..start + data.len()
-        });
+        let in_place = pixels_in_place(&header, bytes, bytes.len());
         let whole = match in_place {
             Some(_) => None,
             None => Some(parse(bytes, false)?),
@@ -35,6 +32,21 @@ impl Stored {
             header,
             whole,
             in_place,
+        })
+    }
+
+    /// From the first bytes (`head`) of a `total`-byte instance whose native
+    /// Pixel Data ends it: everything before the pixels, which are left
+    /// where they are ([`Stored::pixels_at`]). `None` when `head` does not
+    /// reach the Pixel Data element, or the instance is laid out otherwise:
+    /// then it has to be read whole.
+    pub fn read_head(head: &[u8], total: usize) -> Option<Stored> {
+        let header = parse(head, true).ok()?;
+        let in_place = pixels_in_place(&header, head, total)?;
+        Some(Stored {
+            header,
+            whole: None,
+            in_place: Some(in_place),
         })
     }
 
@@ -50,10 +62,41 @@ impl Stored {
     /// Frame 0's pixels; `bytes` are the ones [`Stored::read`] was given.
     pub fn pixels<'a>(&'a self, bytes: &'a [u8]) -> Result<Pixels<'a>, PixelError> {
         match &self.in_place {
-            Some(range) => Pixels::native(&self.header, &bytes[range.clone()]),
+            Some(range) => match bytes.get(range.clone()) {
+                Some(data) => Pixels::native(&self.header, data),
+                None => Err(PixelError::Attribute("PixelData")),
+            },
             None => Pixels::first_frame(self.attributes()),
         }
     }
+
+    /// Frame 0's pixels for a [`Stored::read_head`], read from `source`
+    /// as they are resized; `base` is where the instance starts there.
+    pub fn pixels_at<'a>(
+        &'a self,
+        source: &'a dyn ReadAt,
+        base: u64,
+    ) -> Result<Pixels<'a>, PixelError> {
+        match &self.in_place {
+            Some(range) => {
+                Pixels::native_at(&self.header, source, base + range.start as u64, range.len())
+            }
+            None => Pixels::first_frame(self.attributes()),
+        }
+    }
+}
+
+/// Where the native Pixel Data that ends a `total`-byte instance has its
+/// value, checked against the element's header in `bytes` (the instance's
+/// first bytes, or all of them).
+fn pixels_in_place(
+    header: &DefaultDicomObject,
+    bytes: &[u8],
+    total: usize,
+) -> Option<Range<usize>> {
+    let at = TrailingPixels::locate(header, total)?;
+    at.matches(bytes.get(at.element.clone())?)
+        .then_some(at.value)
 }
 
 /// A stored instance (preamble, meta, data set) parsed back; with
@@ -168,6 +211,7 @@ pub fn transfer_syntax(file: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use firstlook_kernels::preprocess::Rows;
 
     #[test]
     fn meta_round_trips_through_our_reader() {
@@ -204,6 +248,44 @@ mod tests {
             parse(&bytes[..200], true).is_err(),
             "cut inside the attributes"
         );
+    }
+
+    #[test]
+    fn a_large_native_image_is_read_as_its_head_and_its_pixels_where_they_lie() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = firstlook_phantom::write_study(
+            &firstlook_phantom::StudySpec::new(firstlook_phantom::Kind::Cr, 1),
+            dir.path(),
+        )
+        .unwrap();
+        let bytes = std::fs::read(&files[0]).unwrap();
+        let whole = Stored::read(&bytes).unwrap();
+        let range = whole.in_place.clone().expect("native pixels at the end");
+        let element = range.start - 12;
+
+        let head = Stored::read_head(&bytes[..64 * 1024], bytes.len()).expect("head");
+        assert_eq!(head.in_place, Some(range));
+        for tag in [tags::SOP_INSTANCE_UID, tags::ROWS, tags::PATIENT_NAME] {
+            assert_eq!(
+                crate::pixels::text(head.attributes(), tag),
+                crate::pixels::text(whole.attributes(), tag)
+            );
+        }
+        let file = std::fs::File::open(&files[0]).unwrap();
+        let from_file = head.pixels_at(&file, 0).unwrap();
+        let from_file = from_file.frame(0).unwrap();
+        let in_memory = whole.pixels(&bytes).unwrap();
+        assert_eq!(
+            from_file.decoded().image,
+            in_memory.frame(0).unwrap().decoded().image
+        );
+        assert_eq!(from_file.image.failure(), None);
+        // The head must reach through the Pixel Data element's header.
+        assert!(Stored::read_head(&bytes[..element + 12], bytes.len()).is_some());
+        assert!(Stored::read_head(&bytes[..element + 11], bytes.len()).is_none());
+        assert!(Stored::read_head(&bytes[..200], bytes.len()).is_none());
+        // Sizes that disagree with the element found there.
+        assert!(Stored::read_head(&bytes[..64 * 1024], bytes.len() + 2).is_none());
     }
 
     #[test]

@@ -278,22 +278,48 @@ pub fn read_range_into(
     len: u64,
     buf: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let mut file = File::open(segment_path(dir, id))?;
-    file.seek(io::SeekFrom::Start(offset))?;
-    buf.clear();
-    buf.try_reserve_exact(len as usize)?;
-    // Read into the spare capacity: no zero-filling of the buffer first.
-    let got = file.take(len).read_to_end(buf)?;
-    if got as u64 != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "segment {id} ends {} bytes short of the record",
-                len - got as u64
-            ),
-        ));
+    OpenSegment::open(dir, id)?.read_into(offset, len, buf)
+}
+
+/// A segment opened for reading stored instances where they lie.
+#[derive(Debug)]
+pub struct OpenSegment {
+    id: i64,
+    file: File,
+}
+
+impl OpenSegment {
+    pub fn open(dir: &Path, id: i64) -> io::Result<OpenSegment> {
+        Ok(OpenSegment {
+            id,
+            file: File::open(segment_path(dir, id))?,
+        })
     }
-    Ok(())
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Reads `len` bytes at `offset` into `buf`, replacing what it held.
+    pub fn read_into(&self, offset: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        let mut file = &self.file;
+        file.seek(io::SeekFrom::Start(offset))?;
+        buf.clear();
+        buf.try_reserve_exact(len as usize)?;
+        // Read into the spare capacity: no zero-filling of the buffer first.
+        let got = file.take(len).read_to_end(buf)?;
+        if got as u64 != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "segment {} ends {} bytes short of the record",
+                    self.id,
+                    len - got as u64
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

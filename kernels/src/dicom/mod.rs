@@ -6,8 +6,10 @@
 //! every frame, the image's own VOI (windows, function, VOI LUT Sequence)
 //! and the attributes that route an image to a model.
 
+mod frame;
 mod voi;
 
+pub use frame::{Frame, ReadAt};
 pub use voi::{Voi, VoiFunction, VoiLut, VoiWindow};
 
 use dicom_dictionary_std::tags;
@@ -15,8 +17,10 @@ use dicom_object::{DefaultDicomObject, Tag};
 use dicom_pixeldata::PixelDecoder;
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::preprocess::{Image, Rows};
+use frame::Samples;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PixelError {
@@ -260,8 +264,13 @@ pub fn modality_frames(obj: &DefaultDicomObject) -> Result<Vec<ModalityImage>, P
 pub struct Pixels<'a> {
     layout: Layout,
     voi: Voi,
-    data: Cow<'a, [u8]>,
+    data: Data<'a>,
     frames: usize,
+}
+
+enum Data<'a> {
+    Held(Cow<'a, [u8]>),
+    At { source: &'a dyn ReadAt, offset: u64 },
 }
 
 impl<'a> Pixels<'a> {
@@ -290,13 +299,34 @@ impl<'a> Pixels<'a> {
             native_bytes(obj)?
         };
         let frames = if all { layout.frames } else { 1 };
-        Pixels::new(layout, voi, data, frames)
+        let len = data.len();
+        Pixels::new(layout, voi, Data::Held(data), len, frames)
     }
 
     /// A natively encoded instance whose data set was read only up to its
     /// Pixel Data (`header`), with that element's value given apart, so
     /// that the samples are never copied.
     pub fn native(header: &DefaultDicomObject, data: &'a [u8]) -> Result<Pixels<'a>, PixelError> {
+        Self::native_from(header, Data::Held(Cow::Borrowed(data)), data.len())
+    }
+
+    /// Like [`Pixels::native`], with the element's `len` bytes of value left
+    /// in `source` at `offset`: each frame's rows are read from there as
+    /// they are resized, so the samples are never held whole in memory.
+    pub fn native_at(
+        header: &DefaultDicomObject,
+        source: &'a dyn ReadAt,
+        offset: u64,
+        len: usize,
+    ) -> Result<Pixels<'a>, PixelError> {
+        Self::native_from(header, Data::At { source, offset }, len)
+    }
+
+    fn native_from(
+        header: &DefaultDicomObject,
+        data: Data<'a>,
+        len: usize,
+    ) -> Result<Pixels<'a>, PixelError> {
         let layout = layout(header)?;
         if layout.encapsulated {
             return Err(PixelError::Unsupported(
@@ -304,24 +334,25 @@ impl<'a> Pixels<'a> {
             ));
         }
         let frames = layout.frames;
-        Pixels::new(layout, Voi::read(header), Cow::Borrowed(data), frames)
+        Pixels::new(layout, Voi::read(header), data, len, frames)
     }
 
     fn new(
         layout: Layout,
         voi: Voi,
-        data: Cow<'a, [u8]>,
+        data: Data<'a>,
+        len: usize,
         frames: usize,
     ) -> Result<Pixels<'a>, PixelError> {
         let want = layout.rows * layout.cols * usize::from(layout.format.bits / 8) * frames;
-        if data.len() < want {
+        if len < want {
             return Err(PixelError::Length {
                 rows: layout.rows,
                 cols: layout.cols,
                 bits: layout.format.bits,
                 frames,
                 want,
-                got: data.len(),
+                got: len,
             });
         }
         Ok(Pixels {
@@ -344,13 +375,14 @@ impl<'a> Pixels<'a> {
         }
         let l = &self.layout;
         let size = l.rows * l.cols * usize::from(l.format.bits / 8);
-        let frame = Frame::new(
-            l.cols,
-            l.rows,
-            &self.data[i * size..(i + 1) * size],
-            l.format,
-            l.monochrome1,
-        );
+        let samples = match &self.data {
+            Data::Held(data) => Samples::Held(&data[i * size..(i + 1) * size]),
+            Data::At { source, offset } => Samples::At {
+                source: *source,
+                offset: offset + (i * size) as u64,
+            },
+        };
+        let frame = Frame::new(l.cols, l.rows, samples, l.format, l.monochrome1);
         Ok(ModalityImage {
             modality: l.modality.clone(),
             body_part: l.body_part.clone(),
@@ -362,36 +394,69 @@ impl<'a> Pixels<'a> {
     }
 }
 
+/// Where the value of a native Pixel Data element that ends a data set
+/// would be, for a data set read only up to its Pixel Data: located from
+/// the sizes its header gives, to be checked against the element's own tag,
+/// VR and length ([`TrailingPixels::matches`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailingPixels {
+    explicit: bool,
+    /// The element's header: tag, (VR,) length.
+    pub element: Range<usize>,
+    /// Its value, without the padding byte of an odd length.
+    pub value: Range<usize>,
+}
+
+impl TrailingPixels {
+    /// `None` when the instance cannot be laid out so (encapsulated,
+    /// big-endian, sizes larger than `total` bytes).
+    pub fn locate(header: &DefaultDicomObject, total: usize) -> Option<TrailingPixels> {
+        let layout = layout(header).ok()?;
+        let syntax = header.meta().transfer_syntax().trim_end_matches('\0');
+        let explicit = match syntax {
+            "1.2.840.10008.1.2" => false,
+            "1.2.840.10008.1.2.1" => true,
+            _ => return None,
+        };
+        let len = layout.rows * layout.cols * usize::from(layout.format.bits / 8) * layout.frames;
+        let even = len + len % 2;
+        u32::try_from(even).ok()?;
+        let start = total.checked_sub(even)?;
+        let element = start.checked_sub(if explicit { 12 } else { 8 })?..start;
+        Some(TrailingPixels {
+            explicit,
+            element,
+            value: start..start + len,
+        })
+    }
+
+    /// Whether `head`, the bytes at [`TrailingPixels::element`], are this
+    /// Pixel Data element's header.
+    pub fn matches(&self, head: &[u8]) -> bool {
+        let tag = [0xE0, 0x7F, 0x10, 0x00];
+        let even = (self.value.len() + self.value.len() % 2) as u32;
+        let length = even.to_le_bytes();
+        if self.explicit {
+            head.len() == 12
+                && head[..4] == tag
+                && (&head[4..6] == b"OW" || &head[4..6] == b"OB")
+                && head[6..8] == [0, 0]
+                && head[8..] == length
+        } else {
+            head.len() == 8 && head[..4] == tag && head[4..] == length
+        }
+    }
+}
+
 /// The value of a native Pixel Data element that ends `file` (the usual
-/// layout), for a data set read only up to its Pixel Data (`header`):
-/// located from the sizes the header gives and checked against the
-/// element's own tag, VR and length. `None` when the instance is laid out
-/// otherwise (encapsulated, big-endian, data after the pixels, lengths that
-/// disagree); then the data set has to be read whole.
+/// layout), for a data set read only up to its Pixel Data (`header`).
+/// `None` when the instance is laid out otherwise (encapsulated, big-endian,
+/// data after the pixels, lengths that disagree); then the data set has to
+/// be read whole.
 pub fn trailing_pixel_data<'a>(header: &DefaultDicomObject, file: &'a [u8]) -> Option<&'a [u8]> {
-    let layout = layout(header).ok()?;
-    let syntax = header.meta().transfer_syntax().trim_end_matches('\0');
-    let explicit = match syntax {
-        "1.2.840.10008.1.2" => false,
-        "1.2.840.10008.1.2.1" => true,
-        _ => return None,
-    };
-    let len = layout.rows * layout.cols * usize::from(layout.format.bits / 8) * layout.frames;
-    let even = len + len % 2;
-    let start = file.len().checked_sub(even)?;
-    let tag = [0xE0, 0x7F, 0x10, 0x00];
-    let length = u32::try_from(even).ok()?.to_le_bytes();
-    let matches = if explicit {
-        let h = file.get(start.checked_sub(12)?..start)?;
-        h[..4] == tag
-            && (&h[4..6] == b"OW" || &h[4..6] == b"OB")
-            && h[6..8] == [0, 0]
-            && h[8..] == length
-    } else {
-        let h = file.get(start.checked_sub(8)?..start)?;
-        h[..4] == tag && h[4..] == length
-    };
-    matches.then(|| &file[start..start + len])
+    let at = TrailingPixels::locate(header, file.len())?;
+    at.matches(&file[at.element.clone()])
+        .then(|| &file[at.value])
 }
 
 fn native_bytes(obj: &DefaultDicomObject) -> Result<Cow<'_, [u8]>, PixelError> {
@@ -399,137 +464,6 @@ fn native_bytes(obj: &DefaultDicomObject) -> Result<Cow<'_, [u8]>, PixelError> {
         .map_err(|_| PixelError::Attribute("PixelData"))?
         .to_bytes()
         .map_err(|_| PixelError::Attribute("PixelData"))
-}
-
-/// One frame's stored samples, read as modality values row by row: the
-/// modality LUT is applied as the resize reads, never to a full-size copy.
-#[derive(Debug, Clone)]
-pub struct Frame<'a> {
-    width: usize,
-    height: usize,
-    bytes: &'a [u8],
-    format: Format,
-    /// What padding pixels read as: the darkest value of the rest (the
-    /// lowest for MONOCHROME2, the highest for MONOCHROME1), so that padding
-    /// reads as background and never skews a percentile window.
-    fill: Option<f32>,
-}
-
-impl<'a> Frame<'a> {
-    fn new(
-        width: usize,
-        height: usize,
-        bytes: &'a [u8],
-        format: Format,
-        monochrome1: bool,
-    ) -> Frame<'a> {
-        let mut frame = Frame {
-            width,
-            height,
-            bytes,
-            format,
-            fill: None,
-        };
-        if let Some((lo, hi)) = format.padding {
-            let mut darkest = None::<i32>;
-            let mut sink = vec![0.0f32; width];
-            let step = usize::from(format.bits / 8) * width.max(1);
-            for row in bytes.chunks_exact(step) {
-                frame.add_samples(row, &mut sink, |v| {
-                    if !(lo..=hi).contains(&i64::from(v)) {
-                        darkest = Some(match darkest {
-                            Some(d) if (v > d) != monochrome1 => d,
-                            _ => v,
-                        });
-                    }
-                    0.0
-                });
-            }
-            frame.fill = darkest.map(|v| v as f32 * format.slope + format.intercept);
-        }
-        frame
-    }
-
-    /// `dst[i] += g(stored value i)` with each value masked to Bits Stored
-    /// and sign-extended; one loop per sample layout so that each vectorises.
-    fn add_samples(&self, bytes: &[u8], dst: &mut [f32], mut g: impl FnMut(i32) -> f32) {
-        let Format {
-            bits,
-            stored,
-            signed,
-            ..
-        } = self.format;
-        let shift = 32 - u32::from(stored);
-        let words = || {
-            bytes
-                .chunks_exact(2)
-                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])) << shift)
-        };
-        let bytes8 = || bytes.iter().map(|&b| u32::from(b) << shift);
-        match (bits, signed) {
-            (8, false) => dst
-                .iter_mut()
-                .zip(bytes8())
-                .for_each(|(d, w)| *d += g((w >> shift) as i32)),
-            (8, true) => dst
-                .iter_mut()
-                .zip(bytes8())
-                .for_each(|(d, w)| *d += g((w as i32) >> shift)),
-            (_, false) => {
-                // Blocks of eight let the compiler keep the loop in vector
-                // registers.
-                let mut blocks = dst.chunks_exact_mut(8);
-                let mut sources = bytes.chunks_exact(16);
-                for (d, c) in (&mut blocks).zip(&mut sources) {
-                    for (k, d) in d.iter_mut().enumerate() {
-                        let w = u32::from(u16::from_le_bytes([c[2 * k], c[2 * k + 1]])) << shift;
-                        *d += g((w >> shift) as i32);
-                    }
-                }
-                for (d, c) in blocks
-                    .into_remainder()
-                    .iter_mut()
-                    .zip(sources.remainder().chunks_exact(2))
-                {
-                    let w = u32::from(u16::from_le_bytes([c[0], c[1]])) << shift;
-                    *d += g((w >> shift) as i32);
-                }
-            }
-            (_, true) => dst
-                .iter_mut()
-                .zip(words())
-                .for_each(|(d, w)| *d += g((w as i32) >> shift)),
-        }
-    }
-}
-
-impl Rows for Frame<'_> {
-    fn width(&self) -> usize {
-        self.width
-    }
-
-    fn height(&self) -> usize {
-        self.height
-    }
-
-    fn add_row(&self, y: usize, weight: f32, dst: &mut [f32]) {
-        let step = usize::from(self.format.bits / 8) * self.width;
-        let row = &self.bytes[y * step..(y + 1) * step];
-        let (a, b) = (self.format.slope * weight, self.format.intercept * weight);
-        match (self.format.padding, self.fill) {
-            (Some((lo, hi)), Some(fill)) => {
-                let fill = fill * weight;
-                self.add_samples(row, dst, |v| {
-                    if (lo..=hi).contains(&i64::from(v)) {
-                        fill
-                    } else {
-                        v as f32 * a + b
-                    }
-                })
-            }
-            _ => self.add_samples(row, dst, |v| v as f32 * a + b),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -786,5 +720,120 @@ pub(crate) mod tests {
         let mut line = vec![0.0f32; 2];
         frame.image.add_row(0, 0.5, &mut line);
         assert_eq!(line, vec![45.0, 45.0]);
+    }
+
+    /// Bytes read at offsets, as a segment file is, counting the reads and
+    /// failing any that reaches past `fail_from`.
+    #[derive(Debug)]
+    struct Source {
+        bytes: Vec<u8>,
+        fail_from: usize,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ReadAt for Source {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let at = offset as usize;
+            if at + buf.len() > self.fail_from {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            buf.copy_from_slice(&self.bytes[at..at + buf.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn frames_read_from_a_file_preprocess_exactly_as_frames_in_memory() {
+        use crate::preprocess::{Pipeline, PreprocessError, Window};
+        // Large enough to be resized on several threads, each reading
+        // several bands; padded, so that the darkest value is found first.
+        let (width, height) = (1100u16, 1000u16);
+        let mut state = 0x2545_f491u32;
+        let pixels: Vec<u8> = (0..usize::from(width) * usize::from(height))
+            .flat_map(|i| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let v = if i % 97 == 0 {
+                    0
+                } else {
+                    (state % 4000) as u16 + 50
+                };
+                v.to_le_bytes()
+            })
+            .collect();
+        let mut obj = grey_object(
+            width,
+            height,
+            16,
+            12,
+            false,
+            "MONOCHROME1",
+            pixels,
+            &[(tags::RESCALE_SLOPE, "2"), (tags::RESCALE_INTERCEPT, "-5")],
+        );
+        obj.put(DataElement::new(
+            tags::PIXEL_PADDING_VALUE,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ));
+        let bytes = file_bytes(&obj, uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let head = header(&bytes);
+        let at = TrailingPixels::locate(&head, bytes.len()).unwrap();
+        assert!(at.matches(&bytes[at.element.clone()]));
+        let pipeline = Pipeline {
+            channels: vec![
+                Window::Percentile {
+                    low: 0.5,
+                    high: 99.5,
+                },
+                Window::Fixed {
+                    center: 3000.0,
+                    width: 4000.0,
+                },
+            ],
+            invert_monochrome1: true,
+            rows: 256,
+            cols: 200,
+            letterbox: true,
+            normalize_mean: 0.5,
+            normalize_std: 0.25,
+        };
+        let source = |fail_from| Source {
+            bytes: bytes.clone(),
+            fail_from,
+            reads: Default::default(),
+        };
+        let (offset, len) = (at.value.start as u64, at.value.len());
+
+        let held = Pixels::native(&head, &bytes[at.value.clone()]).unwrap();
+        let expected = pipeline.run(&held.frame(0).unwrap().image, true).unwrap();
+        let file = source(usize::MAX);
+        let read = Pixels::native_at(&head, &file, offset, len).unwrap();
+        let frame = read.frame(0).unwrap();
+        assert_eq!(frame.image.failure(), None);
+        assert_eq!(pipeline.run(&frame.image, true).unwrap(), expected);
+        let reads = file.reads.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            (4..usize::from(height) / 8).contains(&reads),
+            "{reads} reads: in bands, not whole and not a row at a time"
+        );
+
+        // A read that fails half-way through is an error, never an input
+        // made of the rows that could be read.
+        let failing = source(at.value.start + len / 2);
+        let read = Pixels::native_at(&head, &failing, offset, len).unwrap();
+        let frame = read.frame(0).unwrap();
+        match pipeline.run(&frame.image, true) {
+            Err(PreprocessError::Read(why)) => assert!(why.contains("the disk went away"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Fewer bytes than the frames need is refused up front.
+        assert!(matches!(
+            Pixels::native_at(&head, &file, offset, len - 2),
+            Err(PixelError::Length { .. })
+        ));
     }
 }

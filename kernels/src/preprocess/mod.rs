@@ -45,6 +45,8 @@ pub enum PreprocessError {
     Std(f32),
     #[error("window is invalid: {0}")]
     Window(String),
+    #[error("{0}")]
+    Read(String),
     #[error("the image has no usable range to window ({lo} to {hi}): blank or unreadable")]
     Flat { lo: f32, hi: f32 },
 }

@@ -126,6 +126,19 @@ fn separable(
     if cols == 0 || rows == 0 {
         return Err(PreprocessError::Target(rows, cols));
     }
+    let resized = resample(image, cols, rows, taps)?;
+    match image.failure() {
+        Some(why) => Err(PreprocessError::Read(why)),
+        None => Ok(resized),
+    }
+}
+
+fn resample(
+    image: &impl Rows,
+    cols: usize,
+    rows: usize,
+    taps: impl Fn(usize, usize) -> Vec<Vec<(usize, f32)>>,
+) -> Result<Image, PreprocessError> {
     let (width, height) = (image.width(), image.height());
     if cols == width && rows == height {
         return Ok(image.to_image());

@@ -12,6 +12,12 @@ pub trait Rows: Sync {
     /// `dst[x] += value(x, y) * weight` for the `width` values of row `y`.
     fn add_row(&self, y: usize, weight: f32, dst: &mut [f32]);
 
+    /// Why rows could not be read, for a source that reads them from
+    /// elsewhere: those rows were left out of what `add_row` added.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// Shape errors that make the image unusable.
     fn check(&self) -> Result<(), PreprocessError> {
         if self.width() == 0 || self.height() == 0 {
