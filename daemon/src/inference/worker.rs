@@ -10,7 +10,7 @@ use firstlook_kernels::preprocess::PreprocessError;
 use crate::bundle::Manifest;
 use crate::model::{Model, ModelError};
 use crate::pixels::PixelError;
-use crate::spool::{now_ms, part10, Spool};
+use crate::spool::{now_ms, part10, OpenSegment, Spool};
 use crate::triage::{self, InstanceFacts, Routing, SliceOutcome, SliceResult, Timing};
 
 use super::facts;
@@ -55,6 +55,28 @@ impl Worker {
         }
     }
 
+    /// The stored instance's data set up to its Pixel Data. Native samples
+    /// that end it are left where they lie, to be read a band of rows at a
+    /// time as they are resized; anything else is read whole into the
+    /// buffer, the samples in place in it (then `true`).
+    fn read(&mut self, p: &Pending) -> Result<(part10::Stored, OpenSegment, bool), String> {
+        let cannot_read = |e: std::io::Error| format!("the stored instance cannot be read: {e}");
+        let segment = self.spool.open_segment(p.segment).map_err(cannot_read)?;
+        let head_len = p.body_len.min(HEAD_BYTES);
+        segment
+            .read_into(p.body_offset, head_len, &mut self.buf)
+            .map_err(cannot_read)?;
+        if head_len < p.body_len {
+            if let Some(stored) = part10::Stored::read_head(&self.buf, p.body_len as usize) {
+                return Ok((stored, segment, false));
+            }
+            segment
+                .read_into(p.body_offset, p.body_len, &mut self.buf)
+                .map_err(cannot_read)?;
+        }
+        Ok((part10::Stored::read(&self.buf)?, segment, true))
+    }
+
     pub fn process(&mut self, p: &Pending) -> Output {
         let base = facts::from_index(p);
         let started = now_ms();
@@ -74,35 +96,9 @@ impl Worker {
                 timing,
             }))
         };
-        let cannot_read = |e: std::io::Error| format!("the stored instance cannot be read: {e}");
-        let segment = match self.spool.open_segment(p.segment) {
-            Ok(segment) => segment,
-            Err(e) => return slice(base, SliceOutcome::Error(cannot_read(e)), timing),
-        };
-        // The data set up to its Pixel Data. Native samples that end it are
-        // then read where they lie, a band of rows at a time as they are
-        // resized; anything else is read whole, the samples in place in it.
-        let head_len = p.body_len.min(HEAD_BYTES);
-        if let Err(e) = segment.read_into(p.body_offset, head_len, &mut self.buf) {
-            return slice(base, SliceOutcome::Error(cannot_read(e)), timing);
-        }
-        let in_segment = (head_len < p.body_len)
-            .then(|| part10::Stored::read_head(&self.buf, p.body_len as usize))
-            .flatten();
-        let whole = in_segment.is_none();
-        let stored = match in_segment {
-            Some(stored) => stored,
-            None => {
-                if head_len < p.body_len {
-                    if let Err(e) = segment.read_into(p.body_offset, p.body_len, &mut self.buf) {
-                        return slice(base, SliceOutcome::Error(cannot_read(e)), timing);
-                    }
-                }
-                match part10::Stored::read(&self.buf) {
-                    Ok(stored) => stored,
-                    Err(error) => return slice(base, SliceOutcome::Error(error), timing),
-                }
-            }
+        let (stored, segment, whole) = match self.read(p) {
+            Ok(read) => read,
+            Err(error) => return slice(base, SliceOutcome::Error(error), timing),
         };
         timing.read_ms = lap();
         let facts = facts::read(stored.attributes(), base, stored.has_pixels());

@@ -231,15 +231,22 @@ mod tests {
         assert_eq!(meta.len() % 2, 0);
     }
 
-    #[test]
-    fn the_attributes_parse_from_the_first_bytes_of_a_large_image() {
+    /// A phantom chest radiograph (native, about 10 MB): its folder, path and bytes.
+    fn phantom_cr(seed: u64) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let files = firstlook_phantom::write_study(
-            &firstlook_phantom::StudySpec::new(firstlook_phantom::Kind::Cr, 5),
+            &firstlook_phantom::StudySpec::new(firstlook_phantom::Kind::Cr, seed),
             dir.path(),
         )
         .unwrap();
         let bytes = std::fs::read(&files[0]).unwrap();
+        let path = files[0].clone();
+        (dir, path, bytes)
+    }
+
+    #[test]
+    fn the_attributes_parse_from_the_first_bytes_of_a_large_image() {
+        let (_dir, _, bytes) = phantom_cr(5);
         assert!(bytes.len() > 1_000_000);
         let head = parse(&bytes[..64 * 1024], true).expect("parsed up to the pixels");
         let name = crate::pixels::text(&head, tags::PATIENT_NAME).unwrap();
@@ -252,13 +259,7 @@ mod tests {
 
     #[test]
     fn a_large_native_image_is_read_as_its_head_and_its_pixels_where_they_lie() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = firstlook_phantom::write_study(
-            &firstlook_phantom::StudySpec::new(firstlook_phantom::Kind::Cr, 1),
-            dir.path(),
-        )
-        .unwrap();
-        let bytes = std::fs::read(&files[0]).unwrap();
+        let (_dir, path, bytes) = phantom_cr(1);
         let whole = Stored::read(&bytes).unwrap();
         let range = whole.in_place.clone().expect("native pixels at the end");
         let element = range.start - 12;
@@ -271,7 +272,7 @@ mod tests {
                 crate::pixels::text(whole.attributes(), tag)
             );
         }
-        let file = std::fs::File::open(&files[0]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
         let from_file = head.pixels_at(&file, 0).unwrap();
         let from_file = from_file.frame(0).unwrap();
         let in_memory = whole.pixels(&bytes).unwrap();
