@@ -23,7 +23,7 @@ pub struct Stored {
 impl Stored {
     pub fn read(bytes: &[u8]) -> Result<Stored, String> {
         let header = parse(bytes, true)?;
-        let in_place = pixels_in_place(&header, bytes, bytes.len());
+        let in_place = TrailingPixels::value_in(&header, bytes, bytes.len());
         let whole = match in_place {
             Some(_) => None,
             None => Some(parse(bytes, false)?),
@@ -42,7 +42,7 @@ impl Stored {
     /// then it has to be read whole.
     pub fn read_head(head: &[u8], total: usize) -> Option<Stored> {
         let header = parse(head, true).ok()?;
-        let in_place = pixels_in_place(&header, head, total)?;
+        let in_place = TrailingPixels::value_in(&header, head, total)?;
         Some(Stored {
             header,
             whole: None,
@@ -84,19 +84,6 @@ impl Stored {
             None => Pixels::first_frame(self.attributes()),
         }
     }
-}
-
-/// Where the native Pixel Data that ends a `total`-byte instance has its
-/// value, checked against the element's header in `bytes` (the instance's
-/// first bytes, or all of them).
-fn pixels_in_place(
-    header: &DefaultDicomObject,
-    bytes: &[u8],
-    total: usize,
-) -> Option<Range<usize>> {
-    let at = TrailingPixels::locate(header, total)?;
-    at.matches(bytes.get(at.element.clone())?)
-        .then_some(at.value)
 }
 
 /// A stored instance (preamble, meta, data set) parsed back; with

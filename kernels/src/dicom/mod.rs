@@ -446,6 +446,18 @@ impl TrailingPixels {
             head.len() == 8 && head[..4] == tag && head[4..] == length
         }
     }
+
+    /// Where the value is, for a `total`-byte data set whose first bytes
+    /// (`head`, or all of them) hold the element's header and it checks.
+    pub fn value_in(
+        header: &DefaultDicomObject,
+        head: &[u8],
+        total: usize,
+    ) -> Option<Range<usize>> {
+        let at = TrailingPixels::locate(header, total)?;
+        at.matches(head.get(at.element.clone())?)
+            .then_some(at.value)
+    }
 }
 
 /// The value of a native Pixel Data element that ends `file` (the usual
@@ -454,9 +466,7 @@ impl TrailingPixels {
 /// data after the pixels, lengths that disagree); then the data set has to
 /// be read whole.
 pub fn trailing_pixel_data<'a>(header: &DefaultDicomObject, file: &'a [u8]) -> Option<&'a [u8]> {
-    let at = TrailingPixels::locate(header, file.len())?;
-    at.matches(&file[at.element.clone()])
-        .then(|| &file[at.value])
+    TrailingPixels::value_in(header, file, file.len()).map(|value| &file[value])
 }
 
 fn native_bytes(obj: &DefaultDicomObject) -> Result<Cow<'_, [u8]>, PixelError> {
