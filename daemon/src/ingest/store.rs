@@ -11,7 +11,7 @@ use super::sop_classes::is_storage;
 use crate::dataset::DatasetScanner;
 use crate::dimse::{Command, Status};
 use crate::spool::{
-    self, part10, InsertOutcome, InstanceWriter, RecordHeader, RecordSummary, Spool,
+    self, part10, Committed, InsertOutcome, InstanceWriter, RecordHeader, RecordSummary, Spool,
 };
 
 pub struct Incoming {
@@ -22,7 +22,6 @@ pub struct Incoming {
 
 enum State {
     Writing {
-        spool: Arc<Spool>,
         writer: InstanceWriter,
         scanner: Box<DatasetScanner>,
         pending: Pending,
@@ -144,7 +143,6 @@ impl Incoming {
             };
             match writer.begin(header, meta).await {
                 Ok(()) => State::Writing {
-                    spool,
                     writer,
                     scanner: Box::new(DatasetScanner::new(ctx.encoding)),
                     pending: Pending::default(),
@@ -241,7 +239,6 @@ impl Incoming {
                 writer,
             } => (status, Some(comment), writer),
             State::Writing {
-                spool,
                 writer,
                 scanner,
                 mut pending,
@@ -260,7 +257,7 @@ impl Incoming {
                     }
                     Ok(()) => {
                         let (status, comment, study) =
-                            complete(&spool, &writer, scanner, &sop_class, &sop_instance).await;
+                            complete(&writer, scanner, &sop_class, &sop_instance).await;
                         study_uid = study;
                         (status, comment)
                     }
@@ -291,7 +288,6 @@ impl Incoming {
 }
 
 async fn complete(
-    spool: &Spool,
     writer: &InstanceWriter,
     scanner: Box<DatasetScanner>,
     sop_class: &str,
@@ -335,20 +331,19 @@ async fn complete(
         modality: summary.modality,
         instance_number: summary.instance_number,
     };
-    let (status, comment) = seal_and_index(spool, writer, record_summary, sop_instance)
+    let (status, comment) = seal_and_index(writer, record_summary, sop_instance)
         .instrument(span)
         .await;
     (status, comment, study_uid)
 }
 
 async fn seal_and_index(
-    spool: &Spool,
     writer: &InstanceWriter,
     record_summary: RecordSummary,
     sop_instance: &str,
 ) -> (Status, Option<String>) {
-    let record = match writer.seal(record_summary).await {
-        Ok(r) => r,
+    let Committed { offset, outcome } = match writer.seal_and_commit(record_summary).await {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!(message = "spool write failed", error = %e);
             return (
@@ -357,8 +352,7 @@ async fn seal_and_index(
             );
         }
     };
-    let offset = record.offset;
-    match spool.commit(record).await {
+    match outcome {
         Ok(InsertOutcome::Inserted { .. }) | Ok(InsertOutcome::AlreadyIndexed { .. }) => {
             tracing::debug!(message = "stored", sop_instance_uid = sop_instance);
             (Status::SUCCESS, None)

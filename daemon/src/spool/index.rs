@@ -351,15 +351,28 @@ impl Index {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, IndexError> + Send + 'static,
     {
+        self.submit_then(f, move |result| {
+            let _ = reply.send(result);
+        })
+    }
+
+    /// Runs `f` inside the next group-committed transaction and hands its
+    /// result to `then`, on the index thread, once that transaction is
+    /// committed: whoever waits for it is woken by the index thread itself.
+    pub fn submit_then<T, F, D>(&self, f: F, then: D) -> Result<(), IndexError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, IndexError> + Send + 'static,
+        D: FnOnce(Result<T, IndexError>) + Send + 'static,
+    {
         let job: Job = Box::new(move |tx| {
             let result = f(tx);
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |commit_error: Option<&rusqlite::Error>| {
-                let result = match commit_error {
+                then(match commit_error {
                     Some(e) => Err(IndexError::Sqlite(clone_error(e))),
                     None => result,
-                };
-                let _ = reply.send(result);
+                })
             });
             (ok, completion)
         });

@@ -31,7 +31,7 @@ pub fn open_for_maintenance(path: &Path) -> Result<rusqlite::Connection, IndexEr
 pub use record::{RecordHeader, RecordSummary, StoredRecord};
 pub use recovery::RecoveryReport;
 pub use segment::OpenSegment;
-pub use writer::InstanceWriter;
+pub use writer::{Committed, InstanceWriter};
 
 use segment::SegmentFile;
 
@@ -172,22 +172,30 @@ impl Spool {
         InstanceWriter::start(Arc::clone(self))
     }
 
-    /// Indexes a sealed record; success here is what allows the C-STORE success.
-    pub async fn commit(&self, record: StoredRecord) -> Result<InsertOutcome, IndexError> {
+    /// Indexes a sealed record (success here is what allows the C-STORE
+    /// success). `then` gets the outcome on the index thread once it is
+    /// committed, after new work is announced. If the
+    /// index is closed, `then` is dropped uncalled (a waiting reply channel
+    /// then reports the index closed, never a success).
+    pub(crate) fn commit_then(
+        &self,
+        record: StoredRecord,
+        then: impl FnOnce(Result<InsertOutcome, IndexError>) + Send + 'static,
+    ) {
         let destinations = Arc::clone(&self.destinations);
-        let outcome = self
-            .index
-            .call(move |tx| {
-                index::insert(tx, &record, &destinations, now_ms(), index::Source::Ingest)
-            })
-            .await?;
-        if matches!(
-            outcome,
-            InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. }
-        ) {
-            self.notify_work();
-        }
-        Ok(outcome)
+        let work = self.work.clone();
+        let _ = self.index.submit_then(
+            move |tx| index::insert(tx, &record, &destinations, now_ms(), index::Source::Ingest),
+            move |r| {
+                if matches!(
+                    r,
+                    Ok(InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. })
+                ) {
+                    announce(&work);
+                }
+                then(r)
+            },
+        );
     }
 
     /// Stores an instance the box made itself (a result), durably, queued
@@ -242,7 +250,7 @@ impl Spool {
 
     /// Wakes forwarders: new work may be due.
     pub fn notify_work(&self) {
-        self.work.send_modify(|n| *n = n.wrapping_add(1));
+        announce(&self.work);
     }
 
     /// A receiver that changes whenever new work is committed; none is missed
@@ -383,4 +391,8 @@ impl Spool {
             .await?;
         Ok(retired.len())
     }
+}
+
+fn announce(work: &tokio::sync::watch::Sender<u64>) {
+    work.send_modify(|n| *n = n.wrapping_add(1));
 }

@@ -11,7 +11,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::record::{self, RecordHeader, RecordSummary, StoredRecord};
 use super::segment::SegmentFile;
-use super::Spool;
+use super::{IndexError, InsertOutcome, Spool};
 
 enum Op {
     Begin {
@@ -21,7 +21,7 @@ enum Op {
     Data(Vec<bytes::Bytes>),
     Seal {
         summary: RecordSummary,
-        reply: oneshot::Sender<io::Result<StoredRecord>>,
+        reply: Reply,
     },
     /// Abandon the instance being written (never acknowledged).
     Discard,
@@ -29,6 +29,22 @@ enum Op {
     Unwrite {
         offset: u64,
     },
+}
+
+/// Who hears how a seal went.
+enum Reply {
+    /// The sealed record.
+    Sealed(oneshot::Sender<io::Result<StoredRecord>>),
+    /// The record indexed as well: the index thread answers once it is
+    /// committed, without a hop back through the association's task first.
+    Committed(oneshot::Sender<io::Result<Committed>>),
+}
+
+/// A record on stable storage, and how indexing it went.
+#[derive(Debug)]
+pub struct Committed {
+    pub offset: u64,
+    pub outcome: Result<InsertOutcome, IndexError>,
 }
 
 /// One association's writer. Dropping it ends the thread and returns the
@@ -66,9 +82,28 @@ impl InstanceWriter {
     /// Completes the current record and waits until it is on stable storage.
     pub async fn seal(&self, summary: RecordSummary) -> io::Result<StoredRecord> {
         let (reply, rx) = oneshot::channel();
-        self.send_async(Op::Seal { summary, reply }).await?;
+        self.send_async(Op::Seal {
+            summary,
+            reply: Reply::Sealed(reply),
+        })
+        .await?;
         rx.await
             .map_err(|_| io::Error::other("spool writer stopped"))?
+    }
+
+    /// Completes the current record, waits until it is on stable storage and
+    /// then until indexing it is committed ([`Spool::commit_then`]). An error: the
+    /// record is not known to be stored (if it was sealed before the writer
+    /// or the index stopped, recovery indexes it at the next start).
+    pub async fn seal_and_commit(&self, summary: RecordSummary) -> io::Result<Committed> {
+        let (reply, rx) = oneshot::channel();
+        self.send_async(Op::Seal {
+            summary,
+            reply: Reply::Committed(reply),
+        })
+        .await?;
+        rx.await
+            .map_err(|_| io::Error::other("spool writer or index stopped"))?
     }
 
     pub async fn discard(&self) -> io::Result<()> {
@@ -191,7 +226,20 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
                         spool.release_segment(seg, true);
                     }
                 }
-                let _ = reply.send(result);
+                match (reply, result) {
+                    (Reply::Sealed(reply), result) => {
+                        let _ = reply.send(result);
+                    }
+                    (Reply::Committed(reply), Ok(record)) => {
+                        let offset = record.offset;
+                        spool.commit_then(record, move |outcome| {
+                            let _ = reply.send(Ok(Committed { offset, outcome }));
+                        });
+                    }
+                    (Reply::Committed(reply), Err(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
             }
             Op::Discard => {
                 if let Some(o) = open.take() {
