@@ -1,3 +1,4 @@
+use std::io::IoSlice;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -278,13 +279,25 @@ impl PduWriter {
             self.stream.flush().await?;
             return Ok(());
         }
-        // Large data sets go out header + slice, without copying them first.
+        // Large data sets go out header + slice, without copying them first,
+        // several PDUs per system call: one call per PDU (16 kB to a default
+        // DCMTK peer) cost a wake-up on both sides of the connection each.
         let max_payload = max_payload(peer_max);
-        let mut chunks = bytes.chunks(max_payload).peekable();
-        while let Some(chunk) = chunks.next() {
-            let head = pdv_header(context_id, is_command, chunks.peek().is_none(), chunk.len());
-            let mut buf = bytes::Buf::chain(&head[..], chunk);
-            self.stream.write_all_buf(&mut buf).await?;
+        let count = bytes.len().div_ceil(max_payload);
+        let per_write = (GATHER_BYTES / max_payload).clamp(1, 64);
+        let mut chunks = bytes.chunks(max_payload).enumerate().peekable();
+        while chunks.peek().is_some() {
+            let group: Vec<(usize, &[u8])> = chunks.by_ref().take(per_write).collect();
+            let heads: Vec<[u8; 12]> = group
+                .iter()
+                .map(|&(i, chunk)| pdv_header(context_id, is_command, i + 1 == count, chunk.len()))
+                .collect();
+            let mut slices: Vec<IoSlice<'_>> = heads
+                .iter()
+                .zip(&group)
+                .flat_map(|(head, (_, chunk))| [IoSlice::new(head), IoSlice::new(chunk)])
+                .collect();
+            write_all_vectored(&mut self.stream, &mut slices).await?;
         }
         self.stream.flush().await?;
         Ok(())
@@ -293,6 +306,23 @@ impl PduWriter {
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
     }
+}
+
+/// How much of a large message goes to the socket per system call.
+const GATHER_BYTES: usize = 256 * 1024;
+
+async fn write_all_vectored(
+    stream: &mut WriteHalf,
+    mut slices: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let n = stream.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// Encodes a message as P-DATA-TF PDUs into `out` (cleared first).
@@ -465,6 +495,112 @@ mod tests {
         }
         assert_eq!(rest, data[held.len()..]);
         assert!(reused > 0, "no PDU was read into released memory");
+    }
+
+    /// A connection that takes at most `max` bytes per write.
+    struct Trickle {
+        out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        max: usize,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Trickle {
+        fn accept(&self, bufs: &[IoSlice<'_>]) -> usize {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut out = self.out.lock().unwrap();
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.max - n);
+                out.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.max {
+                    break;
+                }
+            }
+            n
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Ok(self.accept(&[IoSlice::new(buf)])))
+        }
+
+        fn poll_write_vectored(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Ok(self.accept(bufs)))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn large_messages_go_out_as_whole_pdus_several_per_write() {
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 31 % 253) as u8).collect();
+        for (max, peer_max) in [
+            (usize::MAX, 16_384u32),
+            (1000, 16_384),
+            (70_001, 4096),
+            (usize::MAX, 0),
+        ] {
+            let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut writer = PduWriter::new(Box::new(Trickle {
+                out: out.clone(),
+                max,
+                calls: calls.clone(),
+            }));
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(writer.send_message(7, false, &data, peer_max))
+                .unwrap();
+            let pdus = decode_all(&out.lock().unwrap());
+            let mut joined = Vec::new();
+            for (i, pdu) in pdus.iter().enumerate() {
+                let Pdu::PData { data: pdvs } = pdu else {
+                    panic!("not P-DATA")
+                };
+                assert_eq!(pdvs.len(), 1);
+                assert_eq!(pdvs[0].presentation_context_id, 7);
+                assert_eq!(pdvs[0].is_last, i + 1 == pdus.len());
+                assert!(peer_max == 0 || pdvs[0].data.len() + 6 <= peer_max as usize);
+                joined.extend_from_slice(&pdvs[0].data);
+            }
+            assert_eq!(joined, data, "max {max}, peer max {peer_max}");
+            if max == usize::MAX && peer_max == 16_384 {
+                assert!(
+                    calls.load(std::sync::atomic::Ordering::Relaxed) < pdus.len() / 4,
+                    "{} writes for {} PDUs",
+                    calls.load(std::sync::atomic::Ordering::Relaxed),
+                    pdus.len()
+                );
+            }
+        }
     }
 
     #[test]
