@@ -174,9 +174,9 @@ impl Spool {
 
     /// Indexes a sealed record (success here is what allows the C-STORE
     /// success). `then` gets the outcome on the index thread once it is
-    /// committed, after new work is announced. If the
-    /// index is closed, `then` is dropped uncalled (a waiting reply channel
-    /// then reports the index closed, never a success).
+    /// committed, after new work is announced. If the index is closed,
+    /// `then` is dropped uncalled: a reply channel it holds then reports the
+    /// index closed, never a success.
     pub(crate) fn commit_then(
         &self,
         record: StoredRecord,
