@@ -81,25 +81,26 @@ impl InstanceWriter {
 
     /// Completes the current record and waits until it is on stable storage.
     pub async fn seal(&self, summary: RecordSummary) -> io::Result<StoredRecord> {
-        let (reply, rx) = oneshot::channel();
-        self.send_async(Op::Seal {
-            summary,
-            reply: Reply::Sealed(reply),
-        })
-        .await?;
-        rx.await
-            .map_err(|_| io::Error::other("spool writer stopped"))?
+        self.seal_answered(summary, Reply::Sealed).await
     }
 
     /// Completes the current record, waits until it is on stable storage and
-    /// then until indexing it is committed ([`Spool::commit_then`]). An error: the
-    /// record is not known to be stored (if it was sealed before the writer
-    /// or the index stopped, recovery indexes it at the next start).
+    /// then until indexing it is committed ([`Spool::commit_then`]). An
+    /// error: the record is not known to be stored (if it was sealed before
+    /// the writer or the index stopped, recovery indexes it at the next start).
     pub async fn seal_and_commit(&self, summary: RecordSummary) -> io::Result<Committed> {
-        let (reply, rx) = oneshot::channel();
+        self.seal_answered(summary, Reply::Committed).await
+    }
+
+    async fn seal_answered<T>(
+        &self,
+        summary: RecordSummary,
+        reply: impl FnOnce(oneshot::Sender<io::Result<T>>) -> Reply,
+    ) -> io::Result<T> {
+        let (tx, rx) = oneshot::channel();
         self.send_async(Op::Seal {
             summary,
-            reply: Reply::Committed(reply),
+            reply: reply(tx),
         })
         .await?;
         rx.await
