@@ -33,6 +33,14 @@ pub use recovery::RecoveryReport;
 pub use segment::OpenSegment;
 pub use writer::{Committed, InstanceWriter};
 
+/// Where a committed record is queued: for which destinations (none: kept,
+/// not sent), at which priority (0: normal).
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pub destinations: Arc<[String]>,
+    pub priority: i64,
+}
+
 use segment::SegmentFile;
 
 /// Why the spool could not be opened or used.
@@ -172,20 +180,46 @@ impl Spool {
         InstanceWriter::start(Arc::clone(self))
     }
 
-    /// Indexes a sealed record (success here is what allows the C-STORE
-    /// success). `then` gets the outcome on the index thread once it is
-    /// committed, after new work is announced. If the index is closed,
-    /// `then` is dropped uncalled: a reply channel it holds then reports the
-    /// index closed, never a success.
+    /// How ingest queues what it stores: for every destination, at normal
+    /// priority.
+    pub(crate) fn ingest_queue(&self) -> Queue {
+        Queue {
+            destinations: Arc::clone(&self.destinations),
+            priority: 0,
+        }
+    }
+
+    /// Indexes a sealed record, queued as `queue` says (success here is what
+    /// allows the C-STORE success). `then` gets the outcome on the index
+    /// thread once it is committed, after new work is announced. If the
+    /// index is closed, `then` is dropped uncalled: a reply channel it holds
+    /// then reports the index closed, never a success.
     pub(crate) fn commit_then(
         &self,
         record: StoredRecord,
+        queue: Queue,
         then: impl FnOnce(Result<InsertOutcome, IndexError>) + Send + 'static,
     ) {
-        let destinations = Arc::clone(&self.destinations);
         let work = self.work.clone();
         let _ = self.index.submit_then(
-            move |tx| index::insert(tx, &record, &destinations, now_ms(), index::Source::Ingest),
+            move |tx| {
+                let outcome = index::insert(
+                    tx,
+                    &record,
+                    &queue.destinations,
+                    now_ms(),
+                    index::Source::Ingest,
+                )?;
+                if let (InsertOutcome::Inserted { id } | InsertOutcome::Replaced { id, .. }, true) =
+                    (&outcome, queue.priority > 0)
+                {
+                    tx.execute(
+                        "UPDATE deliveries SET priority = ?2 WHERE instance_id = ?1",
+                        rusqlite::params![id, queue.priority],
+                    )?;
+                }
+                Ok(outcome)
+            },
             move |r| {
                 if matches!(
                     r,
@@ -214,29 +248,17 @@ impl Spool {
         let writer = self.writer();
         writer.begin(header, meta).await?;
         writer.data(vec![bytes::Bytes::from(dataset)]).await?;
-        let record = writer.seal(summary).await?;
-        let offset = record.offset;
-        let outcome = self
-            .index
-            .call(move |tx| {
-                let outcome =
-                    index::insert(tx, &record, &destinations, now_ms(), index::Source::Ingest)?;
-                if let (InsertOutcome::Inserted { id } | InsertOutcome::Replaced { id, .. }, true) =
-                    (&outcome, priority > 0)
-                {
-                    tx.execute(
-                        "UPDATE deliveries SET priority = ?2 WHERE instance_id = ?1",
-                        rusqlite::params![id, priority],
-                    )?;
-                }
-                Ok(outcome)
-            })
-            .await;
+        let Committed { offset, outcome } = writer
+            .seal_and_commit_to(
+                summary,
+                Queue {
+                    destinations: destinations.into(),
+                    priority,
+                },
+            )
+            .await?;
         match outcome {
-            Ok(o @ (InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. })) => {
-                self.notify_work();
-                Ok(o)
-            }
+            Ok(o @ (InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. })) => Ok(o),
             Ok(o) => {
                 let _ = writer.unwrite(offset).await;
                 Ok(o)

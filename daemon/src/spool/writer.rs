@@ -11,7 +11,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::record::{self, RecordHeader, RecordSummary, StoredRecord};
 use super::segment::SegmentFile;
-use super::{IndexError, InsertOutcome, Spool};
+use super::{IndexError, InsertOutcome, Queue, Spool};
 
 enum Op {
     Begin {
@@ -19,9 +19,12 @@ enum Op {
         meta: Vec<u8>,
     },
     Data(Vec<bytes::Bytes>),
+    /// Seal the record, then index it: queued as `queue` says, else for the
+    /// spool's destinations at normal priority.
     Seal {
         summary: RecordSummary,
-        reply: Reply,
+        queue: Option<Queue>,
+        reply: oneshot::Sender<io::Result<Committed>>,
     },
     /// Abandon the instance being written (never acknowledged).
     Discard,
@@ -29,15 +32,6 @@ enum Op {
     Unwrite {
         offset: u64,
     },
-}
-
-/// Who hears how a seal went.
-enum Reply {
-    /// The sealed record.
-    Sealed(oneshot::Sender<io::Result<StoredRecord>>),
-    /// The record indexed as well: the index thread answers once it is
-    /// committed, without a hop back through the association's task first.
-    Committed(oneshot::Sender<io::Result<Committed>>),
 }
 
 /// A record on stable storage, and how indexing it went.
@@ -79,28 +73,34 @@ impl InstanceWriter {
         self.send_async(Op::Data(bytes)).await
     }
 
-    /// Completes the current record and waits until it is on stable storage.
-    pub async fn seal(&self, summary: RecordSummary) -> io::Result<StoredRecord> {
-        self.seal_answered(summary, Reply::Sealed).await
-    }
-
     /// Completes the current record, waits until it is on stable storage and
-    /// then until indexing it is committed ([`Spool::commit_then`]). An
-    /// error: the record is not known to be stored (if it was sealed before
-    /// the writer or the index stopped, recovery indexes it at the next start).
+    /// then until indexing it (for the spool's destinations) is committed:
+    /// the index thread answers ([`Spool::commit_then`]). An error: the
+    /// record is not known to be stored (if it was sealed before the writer
+    /// or the index stopped, recovery indexes it at the next start).
     pub async fn seal_and_commit(&self, summary: RecordSummary) -> io::Result<Committed> {
-        self.seal_answered(summary, Reply::Committed).await
+        self.seal_queued(summary, None).await
     }
 
-    async fn seal_answered<T>(
+    /// [`InstanceWriter::seal_and_commit`], queued as `queue` says.
+    pub async fn seal_and_commit_to(
         &self,
         summary: RecordSummary,
-        reply: impl FnOnce(oneshot::Sender<io::Result<T>>) -> Reply,
-    ) -> io::Result<T> {
-        let (tx, rx) = oneshot::channel();
+        queue: Queue,
+    ) -> io::Result<Committed> {
+        self.seal_queued(summary, Some(queue)).await
+    }
+
+    async fn seal_queued(
+        &self,
+        summary: RecordSummary,
+        queue: Option<Queue>,
+    ) -> io::Result<Committed> {
+        let (reply, rx) = oneshot::channel();
         self.send_async(Op::Seal {
             summary,
-            reply: reply(tx),
+            queue,
+            reply,
         })
         .await?;
         rx.await
@@ -211,7 +211,11 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
                     }
                 }
             }
-            Op::Seal { summary, reply } => {
+            Op::Seal {
+                summary,
+                queue,
+                reply,
+            } => {
                 let result = match (open.take(), segment.as_mut()) {
                     (Some(o), Some(seg)) => seal(seg, o, summary),
                     (Some(o), None) => {
@@ -227,17 +231,15 @@ fn run(spool: Arc<Spool>, rx: mpsc::Receiver<Op>) {
                         spool.release_segment(seg, true);
                     }
                 }
-                match (reply, result) {
-                    (Reply::Sealed(reply), result) => {
-                        let _ = reply.send(result);
-                    }
-                    (Reply::Committed(reply), Ok(record)) => {
+                match result {
+                    Ok(record) => {
                         let offset = record.offset;
-                        spool.commit_then(record, move |outcome| {
+                        let queue = queue.unwrap_or_else(|| spool.ingest_queue());
+                        spool.commit_then(record, queue, move |outcome| {
                             let _ = reply.send(Ok(Committed { offset, outcome }));
                         });
                     }
-                    (Reply::Committed(reply), Err(e)) => {
+                    Err(e) => {
                         let _ = reply.send(Err(e));
                     }
                 }
