@@ -285,17 +285,22 @@ impl PduWriter {
         let max_payload = max_payload(peer_max);
         let count = bytes.len().div_ceil(max_payload);
         let per_write = (GATHER_BYTES / max_payload).clamp(1, 64);
-        let mut chunks = bytes.chunks(max_payload).enumerate().peekable();
-        while chunks.peek().is_some() {
-            let group: Vec<(usize, &[u8])> = chunks.by_ref().take(per_write).collect();
-            let heads: Vec<[u8; 12]> = group
-                .iter()
-                .map(|&(i, chunk)| pdv_header(context_id, is_command, i + 1 == count, chunk.len()))
+        let mut chunks = bytes.chunks(max_payload).enumerate();
+        loop {
+            let group: Vec<([u8; 12], &[u8])> = chunks
+                .by_ref()
+                .take(per_write)
+                .map(|(i, chunk)| {
+                    let last = i + 1 == count;
+                    (pdv_header(context_id, is_command, last, chunk.len()), chunk)
+                })
                 .collect();
-            let mut slices: Vec<IoSlice<'_>> = heads
+            if group.is_empty() {
+                break;
+            }
+            let mut slices: Vec<IoSlice<'_>> = group
                 .iter()
-                .zip(&group)
-                .flat_map(|(head, (_, chunk))| [IoSlice::new(head), IoSlice::new(chunk)])
+                .flat_map(|(head, chunk)| [IoSlice::new(head), IoSlice::new(chunk)])
                 .collect();
             write_all_vectored(&mut self.stream, &mut slices).await?;
         }
