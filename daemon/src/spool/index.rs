@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS deliveries(
   PRIMARY KEY(instance_id, destination)
 );
 CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, next_attempt_at, instance_id);
+CREATE TABLE IF NOT EXISTS id_floors(
+  name TEXT PRIMARY KEY,
+  floor INTEGER NOT NULL
+);
 PRAGMA user_version = 1;
 ";
 
@@ -197,11 +201,14 @@ pub fn insert(
     }
     let h = &rec.header;
     let s = &rec.summary;
+    // The id is above any id ever given out (see `forget_instances`).
     tx.prepare_cached(
-        "INSERT INTO instances(sop_instance_uid, sop_class_uid, transfer_syntax_uid, study_uid, series_uid, modality,
+        "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, study_uid, series_uid, modality,
            instance_number, calling_ae, peer, segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at,
            committed_at)
-         VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+         VALUES(max(coalesce((SELECT max(id) FROM instances), 0),
+                    coalesce((SELECT floor FROM id_floors WHERE name = 'instances'), 0)) + 1,
+                ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
     )?
     .execute(params![
             h.sop_instance_uid,
@@ -251,6 +258,23 @@ pub fn insert(
         }
         None => Ok(InsertOutcome::Inserted { id }),
     }
+}
+
+/// Forgets the instances held in a retired segment. Their ids are never
+/// given out again: triage results, results written for an image and the
+/// triage feed's cursor keep naming an instance by id after it is gone, and
+/// SQLite would otherwise reuse the highest ids once their rows are deleted.
+pub fn forget_instances(tx: &Connection, segment: i64) -> Result<(), IndexError> {
+    tx.prepare_cached(
+        "INSERT INTO id_floors(name, floor)
+         SELECT 'instances', m FROM (SELECT max(id) AS m FROM instances WHERE segment = ?1)
+         WHERE m IS NOT NULL
+         ON CONFLICT(name) DO UPDATE SET floor = max(floor, excluded.floor)",
+    )?
+    .execute(params![segment])?;
+    tx.prepare_cached("DELETE FROM instances WHERE segment = ?1")?
+        .execute(params![segment])?;
+    Ok(())
 }
 
 type Completion = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;

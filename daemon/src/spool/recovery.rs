@@ -135,7 +135,7 @@ pub fn mark_retirable(
 
 pub fn forget_segments(tx: &Connection, ids: &[i64]) -> Result<(), IndexError> {
     for id in ids {
-        tx.execute("DELETE FROM instances WHERE segment=?1", params![id])?;
+        index::forget_instances(tx, *id)?;
         tx.execute("DELETE FROM segments WHERE id=?1", params![id])?;
     }
     Ok(())

@@ -288,6 +288,54 @@ async fn delivered_segments_are_deleted_after_retention() {
     sink.stop().await;
 }
 
+/// Triage results, the triage feed's cursor and results written for an
+/// image name it by its instance id, and keep that id after a retired
+/// segment's instances are forgotten: an id given out again would make a
+/// new image look already triaged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_ids_are_never_given_out_again_after_retirement() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let ids = |spool: &Path| -> Vec<i64> {
+        let conn = firstlook::spool::open_read_only(&firstlook::spool::index_path(spool)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id FROM instances ORDER BY id")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    let keep = "[spool]\nretention_hours = 0\n";
+    let d = Daemon::start(config(&spool, keep)).await.unwrap();
+    send_all(&d, &ct(8, 3)).await;
+    d.stop().await;
+    let before = ids(&spool);
+    assert_eq!(before.len(), 3);
+    // Restarted, the old segment is closed to writes and, with nothing owed
+    // to any destination, retired: its instances are forgotten.
+    let d = Daemon::start(config(&spool, keep)).await.unwrap();
+    assert!(d.spool.retire_delivered(Duration::ZERO).await.unwrap() >= 1);
+    assert!(ids(&spool).is_empty());
+    send_all(&d, &ct(9, 2)).await;
+    let after = ids(&spool);
+    d.stop().await;
+    assert_eq!(after.len(), 2);
+    assert!(
+        after[0] > *before.last().unwrap(),
+        "ids {after:?} given out again after {before:?}"
+    );
+    // And across a restart, with the table empty again.
+    let d = Daemon::start(config(&spool, keep)).await.unwrap();
+    assert!(d.spool.retire_delivered(Duration::ZERO).await.unwrap() >= 1);
+    send_all(&d, &ct(10, 1)).await;
+    let last = ids(&spool);
+    d.stop().await;
+    assert_eq!(last.len(), 1);
+    assert!(
+        last[0] > after[1],
+        "id {last:?} given out again after {after:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_data_set_gets_c000_and_the_association_goes_on() {
     let dir = tempfile::tempdir().unwrap();
