@@ -8,6 +8,7 @@
 //! broken or absent model cannot delay an image on its way to PACS.
 
 mod facts;
+mod feed;
 pub mod store;
 mod worker;
 
@@ -204,7 +205,7 @@ pub async fn start(
         }));
     }
     drop(out_tx);
-    tasks.push(tokio::spawn(feed(
+    tasks.push(tokio::spawn(feed::feed(
         Arc::clone(&spool),
         feed_tx,
         cfg.queue.get() as usize,
@@ -251,48 +252,6 @@ fn report_loaded(spool: &Spool, loaded: &Loaded, mut state: ModelState) {
     let _ = spool
         .index()
         .call_blocking(move |c| store::set_model_state(c, &state));
-}
-
-/// Hands instances without a triage result to the workers, oldest first.
-/// Only this task waits when the workers are busy.
-async fn feed(
-    spool: Arc<Spool>,
-    tx: mpsc::Sender<Pending>,
-    batch: usize,
-    mut shutdown: watch::Receiver<bool>,
-    beat: crate::liveness::Beat,
-) {
-    let mut work = spool.subscribe_work();
-    let mut after = 0i64;
-    loop {
-        work.borrow_and_update();
-        let rows = {
-            let _step = beat.busy();
-            spool
-                .index()
-                .call(move |c| store::pending(c, after, batch))
-                .await
-        };
-        match rows {
-            Ok(rows) if !rows.is_empty() => {
-                for p in rows {
-                    after = p.instance_id;
-                    tokio::select! {
-                        sent = tx.send(p) => if sent.is_err() { return },
-                        _ = shutdown.changed() => return,
-                    }
-                }
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(message = "triage cannot read the spool index", error = %e),
-        }
-        tokio::select! {
-            _ = work.changed() => {}
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
 }
 
 /// Gathers results into units, decides, stores and announces.

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::spool::IndexError;
+use crate::spool::{IndexError, NewInstance};
 use crate::triage::{Decision, SliceOutcome, SliceResult};
 
 const SCHEMA: &str = "
@@ -73,6 +73,29 @@ pub struct Pending {
     pub body_len: u64,
     pub received_at_ms: i64,
     pub calling_ae: String,
+}
+
+impl Pending {
+    /// An instance as it was just indexed (so without a triage result), as
+    /// [`pending`] would return it; `None` for the box's own results.
+    pub fn indexed(new: &NewInstance) -> Option<Pending> {
+        let (h, s) = (&new.record.header, &new.record.summary);
+        (h.calling_ae != crate::results::OWN_AE).then(|| Pending {
+            instance_id: new.id,
+            sop_instance_uid: h.sop_instance_uid.clone(),
+            sop_class_uid: h.sop_class_uid.clone(),
+            transfer_syntax_uid: h.transfer_syntax_uid.clone(),
+            study_uid: s.study_instance_uid.clone(),
+            series_uid: s.series_instance_uid.clone(),
+            modality: s.modality.clone(),
+            instance_number: s.instance_number,
+            segment: new.record.segment,
+            body_offset: new.record.body_offset,
+            body_len: new.record.body_len,
+            received_at_ms: h.received_at,
+            calling_ae: h.calling_ae.clone(),
+        })
+    }
 }
 
 /// Instances after `after` without a triage result, oldest first; never

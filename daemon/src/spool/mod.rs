@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use disk::{usage, DiskUsage, Watermarks};
 pub use index::{add_column, open_read_only, table_exists, Index, IndexError, InsertOutcome};
+#[cfg(test)]
+pub(crate) use index::{insert, Source};
 
 /// Opens the index for a one-off change beside a running daemon.
 pub fn open_for_maintenance(path: &Path) -> Result<rusqlite::Connection, IndexError> {
@@ -74,6 +76,17 @@ pub struct SpoolOptions {
 /// that it can be retired once delivered.
 const SEGMENT_MAX_AGE: Duration = Duration::from_secs(3600);
 
+/// New instances a follower of [`Spool::follow_indexed`] may fall behind
+/// by before it is told it lagged (and must ask the index).
+const INDEXED_BACKLOG: usize = 1024;
+
+/// An instance just indexed, in the order the index gave out ids.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub id: i64,
+    pub record: Arc<StoredRecord>,
+}
+
 struct Pooled {
     segment: SegmentFile,
     since: std::time::Instant,
@@ -94,6 +107,7 @@ pub struct Spool {
     active: Mutex<HashSet<i64>>,
     watermarks: Watermarks,
     work: tokio::sync::watch::Sender<u64>,
+    indexed: tokio::sync::broadcast::Sender<NewInstance>,
     /// Declared after `index`: fields drop in order, so the index has closed
     /// before the lock lets a successor in.
     _lock: nix::fcntl::Flock<File>,
@@ -151,6 +165,7 @@ impl Spool {
                 opts.low_watermark_percent,
             ),
             work: tokio::sync::watch::Sender::new(0),
+            indexed: tokio::sync::broadcast::channel(INDEXED_BACKLOG).0,
             _lock: lock,
         };
         spool.watermarks.check();
@@ -201,6 +216,9 @@ impl Spool {
         then: impl FnOnce(Result<InsertOutcome, IndexError>) + Send + 'static,
     ) {
         let work = self.work.clone();
+        let indexed = self.indexed.clone();
+        let record = Arc::new(record);
+        let inserted = Arc::clone(&record);
         let _ = self.index.submit_then(
             move |tx| {
                 let outcome = index::insert(
@@ -221,10 +239,12 @@ impl Spool {
                 Ok(outcome)
             },
             move |r| {
-                if matches!(
-                    r,
-                    Ok(InsertOutcome::Inserted { .. } | InsertOutcome::Replaced { .. })
-                ) {
+                if let Ok(InsertOutcome::Inserted { id } | InsertOutcome::Replaced { id, .. }) = r {
+                    // No follower: nothing is kept.
+                    let _ = indexed.send(NewInstance {
+                        id,
+                        record: inserted,
+                    });
                     announce(&work);
                 }
                 then(r)
@@ -279,6 +299,14 @@ impl Spool {
     /// between a look at the queue and the wait.
     pub fn subscribe_work(&self) -> tokio::sync::watch::Receiver<u64> {
         self.work.subscribe()
+    }
+
+    /// Every instance indexed from now on, in id order, as its index entry
+    /// is committed. A follower more than [`INDEXED_BACKLOG`] behind is told
+    /// it lagged; instances indexed by recovery before the start are not
+    /// among them.
+    pub fn follow_indexed(&self) -> tokio::sync::broadcast::Receiver<NewInstance> {
+        self.indexed.subscribe()
     }
 
     /// Reads a stored instance's data set (everything after the file meta)
