@@ -64,6 +64,15 @@ pub enum BundleAction {
         /// Timed runs after one warm-up run.
         #[arg(long, default_value_t = 30)]
         runs: usize,
+        /// Start a timed run every MS milliseconds of the clock, idle in
+        /// between, as a scanner paces its images (the model then starts
+        /// with cold caches, as in the daemon); 0: back to back.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        interval_ms: u64,
+        /// With --interval-ms: start each run this far into the clock's
+        /// period, to fall between another paced load's on the same machine.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        phase_ms: u64,
         bundle: PathBuf,
     },
 }
@@ -97,8 +106,17 @@ pub fn run(action: BundleAction) -> ExitCode {
             int8,
             engine,
             runs,
+            interval_ms,
+            phase_ms,
             bundle,
-        } => bench(&trust, int8, engine, runs, &bundle),
+        } => bench(
+            &trust,
+            int8,
+            engine,
+            runs,
+            Pace::new(interval_ms, phase_ms),
+            &bundle,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -275,6 +293,7 @@ fn bench(
     int8: bool,
     engine: EngineArgs,
     runs: usize,
+    pace: Pace,
     bundle: &Path,
 ) -> Result<()> {
     let (mut model, _) = load(trust, bundle, int8, engine)?;
@@ -291,6 +310,7 @@ fn bench(
     model.run(&input)?;
     let mut ms = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
+        pace.wait();
         let t = std::time::Instant::now();
         model.run(&input)?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -303,12 +323,62 @@ fn bench(
             "threads": engine.threads,
             "variant": if int8 { "int8" } else { "fp32" },
             "runs": ms.len(),
+            "interval_ms": pace.interval_ms,
+            "phase_ms": pace.phase_ms,
             "median_ms": ms[ms.len() / 2],
             "min_ms": ms[0],
             "max_ms": ms[ms.len() - 1],
+            "samples_ms": ms,
         })
     );
     Ok(())
+}
+
+/// When `bundle bench` starts each timed run.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    interval_ms: u64,
+    phase_ms: u64,
+}
+
+impl Pace {
+    fn new(interval_ms: u64, phase_ms: u64) -> Pace {
+        Pace {
+            interval_ms,
+            phase_ms: if interval_ms > 0 {
+                phase_ms % interval_ms
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Sleeps until the next start: `phase_ms` past a multiple of
+    /// `interval_ms` of Unix time. Never sleeps when back to back.
+    fn wait(&self) {
+        if let Some(delay) = self.delay(std::time::SystemTime::now()) {
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn delay(&self, now: std::time::SystemTime) -> Option<std::time::Duration> {
+        if self.interval_ms == 0 {
+            return None;
+        }
+        let now_us = now.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros();
+        let (period, phase) = (
+            u128::from(self.interval_ms) * 1000,
+            u128::from(self.phase_ms) * 1000,
+        );
+        let into = (now_us + period - phase) % period;
+        // A start less than a millisecond away is taken as missed: the next.
+        let wait = if period - into < 1000 {
+            2 * period - into
+        } else {
+            period - into
+        };
+        Some(std::time::Duration::from_micros(wait as u64))
+    }
 }
 
 fn describe(bundle: &Bundle) {
@@ -328,4 +398,26 @@ fn describe(bundle: &Bundle) {
         bundle.key_id()
     );
     println!("  sha256:       {}", bundle.sha256_hex());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn paced_runs_start_on_the_clock_grid_at_their_phase() {
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        let back_to_back = Pace::new(0, 125);
+        assert_eq!(back_to_back.delay(at(1_000_000)), None);
+        let paced = Pace::new(250, 125);
+        assert_eq!(ms(paced.delay(at(1_000_000))), Some(125));
+        assert_eq!(ms(paced.delay(at(1_000_100))), Some(25));
+        assert_eq!(ms(paced.delay(at(1_000_126))), Some(249));
+        // Just missed: the next start, not one a few microseconds away.
+        assert_eq!(ms(paced.delay(at(1_000_125))), Some(250));
+        assert_eq!(Pace::new(250, 375).phase_ms, 125);
+        assert_eq!(ms(Pace::new(250, 0).delay(at(1_000_010))), Some(240));
+    }
 }

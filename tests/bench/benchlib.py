@@ -206,12 +206,15 @@ def bench_radiographs(n):
     return distinct_copies(sources, n, workdir("cr-copies"))
 
 
-def triage_run(files, interval, engine="auto", env=None):
+def triage_run(files, interval, engine="auto", env=None, on_ready=None):
     """Sends `files` (radiographs) one C-STORE each, one every `interval`
-    seconds (storescu per file, not waiting), to a firstlookd with triage on
+    seconds of the clock (at whole multiples of `interval` of Unix time;
+    storescu per file, not waiting; `on_ready()` is called once the daemon
+    listens, before the first), to a firstlookd with triage on
     `engine`; returns ({"start": C-STORE start -> decision ms, "commit":
     commit of the instance -> decision ms, "to_worker": commit -> a worker
-    starts on it, "after_worker": worker done -> decision made (stamped before its index write), "results":
+    starts on it, "after_worker": worker done -> decision made (stamped before its index write),
+    "beyond_preprocess": commit -> decision less the image's own decode and preprocess times, "results":
     decision -> SR and heatmap in the spool ms} per image, per-step timings of the worker, the
     engine the daemon reported)."""
     work = workdir("triage")
@@ -219,9 +222,11 @@ def triage_run(files, interval, engine="auto", env=None):
     try:
         db = os.path.join(d.spool, "index.sqlite")
         procs = []
-        start = time.perf_counter()
+        if on_ready:
+            on_ready()
+        start = (time.time() // interval + 1) * interval
         for k, f in enumerate(files):
-            delay = start + k * interval - time.perf_counter()
+            delay = start + k * interval - time.time()
             if delay > 0:
                 time.sleep(delay)
             procs.append(subprocess.Popen([STORESCU, "-aec", "FIRSTLOOK", "127.0.0.1", str(d.port), f], env=ENV,
@@ -246,7 +251,14 @@ def triage_run(files, interval, engine="auto", env=None):
                             " min(d.decided_at) - max(json_extract(d.record, '$.inference_ended_ms'))"
                             " FROM decisions d JOIN instances i ON d.unit = 'instance ' || i.sop_instance_uid"
                             " GROUP BY d.unit").fetchall()
+                        beyond = con.execute(
+                            "SELECT min(d.decided_at) - max(i.committed_at) - json_extract(t.result, '$.timing.decode_ms')"
+                            " - json_extract(t.result, '$.timing.preprocess_ms')"
+                            " FROM decisions d JOIN instances i ON d.unit = 'instance ' || i.sop_instance_uid"
+                            " JOIN triage_results t ON t.instance_id = i.id WHERE t.outcome = 'scored'"
+                            " GROUP BY d.unit").fetchall()
                         lat = {"start": [r[0] for r in rows], "commit": [r[1] for r in rows],
+                               "beyond_preprocess": [r[0] for r in beyond],
                                "to_worker": [r[0] for r in steps], "after_worker": [r[1] for r in steps],
                                "results": [r[0] for r in con.execute(
                                    "SELECT written_at - decided_at FROM results WHERE state = 'written'")]}

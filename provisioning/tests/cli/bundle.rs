@@ -243,3 +243,39 @@ fn tar_lists_and_extracts_a_bundle() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(extracted.join("model.onnx")).unwrap(), MODEL);
 }
+
+#[test]
+fn bench_times_the_demo_model_back_to_back_or_paced() {
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/demo/firstlook-demo.flb"
+    );
+    let timed = |args: &[&str]| {
+        let started = std::time::Instant::now();
+        let out = provision(&[&["bundle", "bench", "--runs", "3"], args, &[demo]].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (report, started.elapsed())
+    };
+    let (report, _) = timed(&[]);
+    assert_eq!(report["backend"], "tract");
+    assert_eq!(report["runs"], 3);
+    assert_eq!(report["interval_ms"], 0);
+    let (min, median) = (
+        report["min_ms"].as_f64().unwrap(),
+        report["median_ms"].as_f64().unwrap(),
+    );
+    assert!(min > 0.0 && min <= median, "{report}");
+    assert_eq!(report["samples_ms"].as_array().unwrap().len(), 3);
+
+    let (report, elapsed) = timed(&["--interval-ms", "200", "--phase-ms", "50"]);
+    assert_eq!(report["interval_ms"], 200);
+    assert_eq!(report["phase_ms"], 50);
+    assert_eq!(report["runs"], 3);
+    // Three starts 200 ms apart, idle in between and not inside the timings.
+    assert!(
+        elapsed >= std::time::Duration::from_millis(400),
+        "{elapsed:?}"
+    );
+    assert!(report["max_ms"].as_f64().unwrap() < 200.0, "{report}");
+}
