@@ -16,6 +16,11 @@ CREATE TABLE IF NOT EXISTS triage_results(
   done_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS triage_results_open ON triage_results(decided) WHERE decided = 0;
+-- An instance's result goes with it when a retired segment's instances are
+-- forgotten (ids are never given out again); the decision log keeps what
+-- was decided.
+CREATE TRIGGER IF NOT EXISTS triage_results_go_with_instances AFTER DELETE ON instances
+  BEGIN DELETE FROM triage_results WHERE instance_id = old.id; END;
 CREATE TABLE IF NOT EXISTS decisions(
   id INTEGER PRIMARY KEY,
   decided_at INTEGER NOT NULL,
@@ -299,4 +304,35 @@ pub fn recent_decisions(
 /// Whether triage's tables exist (a spool from before triage has none).
 pub fn present(conn: &Connection) -> Result<bool, IndexError> {
     crate::spool::table_exists(conn, "decisions")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_triage_result_goes_with_its_forgotten_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
+        init(&conn).unwrap();
+        for (id, segment) in [(1, 7), (2, 8)] {
+            conn.execute(
+                "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_ae, peer,
+                   segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
+                 VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', 'CR01', 'p', ?3, 0, 1, 0, 1, 0, x'00', 0)",
+                params![id, format!("2.25.{id}"), segment],
+            )
+            .unwrap();
+            record_not_applicable(&conn, id, "no route", 0).unwrap();
+        }
+        crate::spool::forget_instances(&conn, 7).unwrap();
+        let left: Vec<i64> = conn
+            .prepare("SELECT instance_id FROM triage_results ORDER BY instance_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, vec![2]);
+    }
 }
