@@ -261,9 +261,10 @@ pub fn insert(
 }
 
 /// Forgets the instances held in a retired segment. Their ids are never
-/// given out again: triage results, results written for an image and the
-/// triage feed's cursor keep naming an instance by id after it is gone, and
-/// SQLite would otherwise reuse the highest ids once their rows are deleted.
+/// given out again (SQLite would reuse the highest ids once their rows are
+/// gone): whatever still names an instance by id after it is gone (the
+/// triage feeder's cursor, triage results kept by an older firstlookd) must
+/// not take a new image for it.
 pub fn forget_instances(tx: &Connection, segment: i64) -> Result<(), IndexError> {
     tx.prepare_cached(
         "INSERT INTO id_floors(name, floor)
