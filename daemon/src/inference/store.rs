@@ -63,7 +63,7 @@ pub fn init(conn: &Connection) -> Result<(), IndexError> {
 }
 
 /// An instance not yet looked at by triage.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub instance_id: i64,
     pub sop_instance_uid: String,
