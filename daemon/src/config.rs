@@ -483,7 +483,8 @@ pub struct Spool {
     /// Ingest resumes once use falls back under this share.
     #[serde(default = "default_low_watermark")]
     pub low_watermark_percent: Bounded<1, 99>,
-    /// How long an instance is kept after every destination acknowledged it.
+    /// How long an instance is kept after every destination acknowledged it
+    /// (with triage on, also until it is decided on and reported).
     #[serde(default = "default_retention")]
     pub retention_hours: Bounded<0, 87_600>,
     /// A segment file is closed and a new one started past this size.

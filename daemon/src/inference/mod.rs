@@ -108,6 +108,8 @@ pub async fn start(
         tracing::error!(message = "triage cannot create its tables; triage is off", error = %e);
         return Vec::new();
     }
+    // An image retired before triage decided on it would never be triaged.
+    spool.hold_while(store::held_until_decided());
     let bundle = load_bundle(cfg);
     audit_bundle(audit, cfg, spool.dir(), &bundle);
     let engine = crate::model::resolve(cfg.engine).as_str();

@@ -59,7 +59,24 @@ CREATE TABLE IF NOT EXISTS triage_model(
 pub fn init(conn: &Connection) -> Result<(), IndexError> {
     conn.execute_batch(SCHEMA)?;
     crate::spool::add_column(conn, "triage_model", "note", "TEXT")?;
+    // Results an older firstlookd kept after forgetting their instances,
+    // whose ids it could give out again: a new image under such an id
+    // would look already triaged.
+    conn.execute(
+        "DELETE FROM triage_results WHERE instance_id NOT IN (SELECT id FROM instances)",
+        [],
+    )?;
     Ok(())
+}
+
+/// Instances triage has still to look at, or to decide on (their series
+/// still open): SQL about an instance `i`, for [`crate::spool::Spool::hold_while`].
+pub fn held_until_decided() -> String {
+    format!(
+        "i.superseded = 0 AND i.calling_ae != '{}'
+         AND NOT EXISTS (SELECT 1 FROM triage_results t WHERE t.instance_id = i.id AND t.decided = 1)",
+        crate::results::OWN_AE
+    )
 }
 
 /// An instance not yet looked at by triage.
@@ -310,29 +327,103 @@ pub fn present(conn: &Connection) -> Result<bool, IndexError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_triage_result_goes_with_its_forgotten_instance() {
+    fn index() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
         init(&conn).unwrap();
-        for (id, segment) in [(1, 7), (2, 8)] {
-            conn.execute(
-                "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_ae, peer,
-                   segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
-                 VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', 'CR01', 'p', ?3, 0, 1, 0, 1, 0, x'00', 0)",
-                params![id, format!("2.25.{id}"), segment],
-            )
-            .unwrap();
-            record_not_applicable(&conn, id, "no route", 0).unwrap();
-        }
-        crate::spool::forget_instances(&conn, 7).unwrap();
-        let left: Vec<i64> = conn
-            .prepare("SELECT instance_id FROM triage_results ORDER BY instance_id")
+        (dir, conn)
+    }
+
+    fn instance(conn: &Connection, id: i64, segment: i64, calling_ae: &str) {
+        conn.execute(
+            "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_ae, peer,
+               segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
+             VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', ?4, 'p', ?3, ?1, 1, 0, 1, 0, x'00', 0)",
+            params![id, format!("2.25.{id}"), segment, calling_ae],
+        )
+        .unwrap();
+    }
+
+    fn ids(conn: &Connection, sql: &str) -> Vec<i64> {
+        conn.prepare(sql)
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn a_triage_result_goes_with_its_forgotten_instance() {
+        let (_dir, conn) = index();
+        for (id, segment) in [(1, 7), (2, 8)] {
+            instance(&conn, id, segment, "CR01");
+            record_not_applicable(&conn, id, "no route", 0).unwrap();
+        }
+        crate::spool::forget_instances(&conn, 7).unwrap();
+        let left = ids(
+            &conn,
+            "SELECT instance_id FROM triage_results ORDER BY instance_id",
+        );
         assert_eq!(left, vec![2]);
+    }
+
+    #[test]
+    fn results_an_older_version_kept_for_forgotten_instances_go_at_start() {
+        let (_dir, conn) = index();
+        instance(&conn, 2, 8, "CR01");
+        // As an older firstlookd left them: instance 1 forgotten, its result kept.
+        for id in [1, 2] {
+            record_not_applicable(&conn, id, "no route", 0).unwrap();
+        }
+        init(&conn).unwrap();
+        let left = ids(
+            &conn,
+            "SELECT instance_id FROM triage_results ORDER BY instance_id",
+        );
+        assert_eq!(left, vec![2]);
+        // So an instance given id 1 again is triaged.
+        instance(&conn, 1, 9, "CR01");
+        let pending: Vec<i64> = pending(&conn, 0, 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.instance_id)
+            .collect();
+        assert_eq!(pending, vec![1]);
+    }
+
+    #[test]
+    fn instances_are_held_until_triage_has_decided_on_them() {
+        let (_dir, conn) = index();
+        let slice = |id: i64| SliceResult {
+            facts: crate::triage::InstanceFacts {
+                instance_id: id,
+                ..Default::default()
+            },
+            outcome: SliceOutcome::Error("x".into()),
+            started_at_ms: 0,
+            ended_at_ms: 0,
+            timing: Default::default(),
+        };
+        // 1: not looked at; 2: looked at, its series open; 3: decided;
+        // 4: no route takes it; 5: the box's own result; 6: superseded.
+        for id in 1..=6 {
+            let ae = if id == 5 {
+                crate::results::OWN_AE
+            } else {
+                "CT01"
+            };
+            instance(&conn, id, 1, ae);
+        }
+        record(&conn, Some(&slice(2)), &[], &[], 0).unwrap();
+        record(&conn, Some(&slice(3)), &[], &[3], 0).unwrap();
+        record_not_applicable(&conn, 4, "no route", 0).unwrap();
+        conn.execute("UPDATE instances SET superseded = 1 WHERE id = 6", [])
+            .unwrap();
+        let held = format!(
+            "SELECT i.id FROM instances i WHERE {} ORDER BY i.id",
+            held_until_decided()
+        );
+        assert_eq!(ids(&conn, &held), vec![1, 2]);
     }
 }

@@ -124,6 +124,8 @@ pub async fn start(
             }
         });
     }
+    // A report needs the images its decisions rest on.
+    spool.hold_while(store::held_until_reported());
     let hl7_wake = Arc::new(tokio::sync::Notify::new());
     let mut tasks = Vec::new();
     if let Some(hl7) = config.results.hl7.clone() {

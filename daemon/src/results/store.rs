@@ -41,6 +41,19 @@ pub fn init(conn: &Connection) -> Result<(), IndexError> {
     Ok(())
 }
 
+/// Images that decisions still waiting for their report rest on (the
+/// heatmap is drawn from one): SQL about an instance `i`, for
+/// [`crate::spool::Spool::hold_while`].
+pub fn held_until_reported() -> String {
+    format!(
+        "i.calling_ae != '{}' AND EXISTS (
+           SELECT 1 FROM decisions d, json_each(d.record, '$.inputs') input
+           WHERE d.id > (SELECT COALESCE(MAX(last_decision), 0) FROM results)
+             AND input.value = i.sop_instance_uid)",
+        super::OWN_AE
+    )
+}
+
 /// The decisions of one unit made together: what one report covers.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -225,4 +238,67 @@ pub fn outbox_counts(conn: &Connection) -> Result<Vec<(String, i64)>, IndexError
     let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM hl7_outbox GROUP BY state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_held_until_the_decisions_on_them_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
+        crate::inference::store::init(&conn).unwrap();
+        init(&conn).unwrap();
+        for (id, ae) in [
+            (1, "CT01"),
+            (2, "CT01"),
+            (3, "CT01"),
+            (4, super::super::OWN_AE),
+        ] {
+            conn.execute(
+                "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_ae, peer,
+                   segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
+                 VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', ?3, 'p', 1, ?1, 1, 0, 1, 0, x'00', 0)",
+                params![id, format!("2.25.{id}"), ae],
+            )
+            .unwrap();
+        }
+        // Decision 1 rests on instance 1 and is reported; decision 2 on
+        // instances 2 and 4 (say) and is not yet.
+        for (id, inputs) in [(1, r#"["2.25.1"]"#), (2, r#"["2.25.2","2.25.4"]"#)] {
+            conn.execute(
+                "INSERT INTO decisions(id, decided_at, unit, modality, outcome, model_name, model_version,
+                   model_sha256, engine, received_last_at, record)
+                 VALUES (?1, 0, 'u', 'CT', 'urgent', 'm', '1', 'h', 'tract', 0, ?2)",
+                params![id, format!(r#"{{"inputs":{inputs}}}"#)],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO results(first_decision, last_decision, unit, mode, state, decided_at, written_at)
+             VALUES (1, 1, 'u', 'full', 'written', 0, 0)",
+            [],
+        )
+        .unwrap();
+        let held = || -> Vec<i64> {
+            conn.prepare(&format!(
+                "SELECT i.id FROM instances i WHERE {} ORDER BY i.id",
+                held_until_reported()
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        assert_eq!(held(), vec![2]);
+        conn.execute(
+            "INSERT INTO results(first_decision, last_decision, unit, mode, state, decided_at, written_at)
+             VALUES (2, 2, 'u', 'full', 'failed', 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert!(held().is_empty());
+    }
 }

@@ -76,6 +76,11 @@ pub struct SpoolOptions {
 /// that it can be retired once delivered.
 const SEGMENT_MAX_AGE: Duration = Duration::from_secs(3600);
 
+/// A hold ([`Spool::hold_while`]) keeps an instance's segment for at most
+/// this long after the instance was received: a part of the box stuck for
+/// longer must not fill the disk and stop the scanners.
+const HOLD_LIMIT: Duration = Duration::from_secs(24 * 3600);
+
 /// New instances a follower of [`Spool::follow_indexed`] may fall behind
 /// by before it is told it lagged (and must ask the index).
 const INDEXED_BACKLOG: usize = 1024;
@@ -108,6 +113,9 @@ pub struct Spool {
     watermarks: Watermarks,
     work: tokio::sync::watch::Sender<u64>,
     indexed: tokio::sync::broadcast::Sender<NewInstance>,
+    /// Conditions under which an instance's segment is kept: see
+    /// [`Spool::hold_while`].
+    holds: Mutex<Vec<String>>,
     /// Declared after `index`: fields drop in order, so the index has closed
     /// before the lock lets a successor in.
     _lock: nix::fcntl::Flock<File>,
@@ -166,6 +174,7 @@ impl Spool {
             ),
             work: tokio::sync::watch::Sender::new(0),
             indexed: tokio::sync::broadcast::channel(INDEXED_BACKLOG).0,
+            holds: Mutex::new(Vec::new()),
             _lock: lock,
         };
         spool.watermarks.check();
@@ -409,8 +418,17 @@ impl Spool {
         });
     }
 
+    /// Keeps every segment holding an instance for which `condition` (SQL
+    /// over the index about an instance `i`) is true: another part of the
+    /// box still needs it. A hold lasts at most a day after the instance
+    /// was received, whatever the retention.
+    pub fn hold_while(&self, condition: impl Into<String>) {
+        self.holds.lock().expect("holds").push(condition.into());
+    }
+
     /// Deletes segments whose every instance was delivered everywhere (or
-    /// superseded) longer than `retention` ago. Returns how many went.
+    /// superseded) longer than `retention` ago and is not held
+    /// ([`Spool::hold_while`]). Returns how many went.
     pub async fn retire_delivered(&self, retention: Duration) -> Result<usize, SpoolError> {
         let active: Vec<i64> = self
             .active
@@ -419,10 +437,15 @@ impl Spool {
             .iter()
             .copied()
             .collect();
-        let cutoff = now_ms() - retention.as_millis() as i64;
+        let now = now_ms();
+        let cutoff = now - retention.as_millis() as i64;
+        let holds = recovery::Holds {
+            conditions: self.holds.lock().expect("holds").clone(),
+            since_ms: now - HOLD_LIMIT.as_millis() as i64,
+        };
         let retired = self
             .index
-            .call(move |tx| recovery::mark_retirable(tx, &active, cutoff))
+            .call(move |tx| recovery::mark_retirable(tx, &active, cutoff, &holds))
             .await?;
         if retired.is_empty() {
             return Ok(0);

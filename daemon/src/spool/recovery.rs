@@ -106,19 +106,42 @@ pub fn recover(
 }
 
 /// Marks segments retired when nothing in them is still owed to anyone.
+/// What keeps a segment beyond its retention: any instance in it received
+/// after `since_ms` for which one of `conditions` (SQL about an instance
+/// `i`) is true.
+#[derive(Debug, Default)]
+pub struct Holds {
+    pub conditions: Vec<String>,
+    pub since_ms: i64,
+}
+
 pub fn mark_retirable(
     tx: &Connection,
     active: &[i64],
     cutoff_ms: i64,
+    holds: &Holds,
 ) -> Result<Vec<i64>, IndexError> {
-    let mut stmt = tx.prepare(
+    let held = match holds.conditions.as_slice() {
+        [] => String::new(),
+        conditions => format!(
+            "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.segment=s.id AND i.received_at > ?2
+                             AND (({})))",
+            conditions.join(") OR (")
+        ),
+    };
+    let mut stmt = tx.prepare(&format!(
         "SELECT s.id FROM segments s WHERE s.state != 'retired'
            AND NOT EXISTS (SELECT 1 FROM instances i JOIN deliveries d ON d.instance_id=i.id
                            WHERE i.segment=s.id AND (d.state IN ('pending','dead') OR d.done_at > ?1))
-           AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.segment=s.id AND i.received_at > ?1)",
-    )?;
+           AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.segment=s.id AND i.received_at > ?1)
+           {held}"
+    ))?;
+    let mut params = vec![cutoff_ms];
+    if !held.is_empty() {
+        params.push(holds.since_ms);
+    }
     let candidates: Vec<i64> = stmt
-        .query_map(params![cutoff_ms], |r| r.get(0))?
+        .query_map(rusqlite::params_from_iter(params), |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let retired: Vec<i64> = candidates
         .into_iter()

@@ -336,6 +336,59 @@ async fn instance_ids_are_never_given_out_again_after_retirement() {
     );
 }
 
+/// Whatever the retention, an image stays until triage has decided on it
+/// and the decision is reported: retired before, it would never be
+/// triaged, or its report would lack the image its heatmap is drawn from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_stay_until_triage_has_decided_and_reported_whatever_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let cfg = || {
+        let mut c = config(&spool, "[spool]\nretention_hours = 0\n");
+        c.triage.enabled = true;
+        // The series stays open until its last slice comes.
+        c.triage.series_idle_secs = Bounded::new(3600).unwrap();
+        c
+    };
+    let count = |sql: &str| -> i64 {
+        let conn = firstlook::spool::open_read_only(&firstlook::spool::index_path(&spool)).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    let series = firstlook_phantom::generate(&StudySpec::new(Kind::Ct, 11).with_count(4)).unwrap();
+    let d = Daemon::start(cfg()).await.unwrap();
+    send_all(&d, &series[..2]).await;
+    d.stop().await;
+    // Restarted, their segment is closed to writes, and nothing is owed to
+    // any destination: only triage keeps it.
+    let d = Daemon::start(cfg()).await.unwrap();
+    d.spool.retire_delivered(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM instances"),
+        2,
+        "retired undecided"
+    );
+    send_all(&d, &series[2..]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count("SELECT count(*) FROM results") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no report");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM results WHERE state = 'written'"),
+        1
+    );
+    assert!(d.spool.retire_delivered(Duration::ZERO).await.unwrap() >= 1);
+    let first = &series[0].sop_instance_uid;
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM instances WHERE sop_instance_uid = '{first}'"
+        )),
+        0,
+        "decided and reported, the first slices' segment went"
+    );
+    d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_data_set_gets_c000_and_the_association_goes_on() {
     let dir = tempfile::tempdir().unwrap();
