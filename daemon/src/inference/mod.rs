@@ -22,7 +22,7 @@ use crate::audit::{AuditLog, Event};
 use crate::bundle::{Bundle, Manifest, TrustStore};
 use crate::config::Triage as TriageConfig;
 use crate::model::{Model, Variant};
-use crate::spool::{now_ms, Spool};
+use crate::spool::{now_ms, IndexError, Spool};
 use crate::triage::{decide, Assembler, Decision, ModelInfo, Outcome, Unit};
 
 /// Where TensorRT keeps the engines it builds, in the spool folder (the
@@ -293,12 +293,9 @@ async fn collect(
                 None => return,
                 Some(Output::NotApplicable { instance_id, reason }) => {
                     tracing::debug!(message = "no model applies", instance_id, reason = %reason);
-                    let r = c.spool.index().call(move |conn| {
+                    until_stored(&c.spool, move |conn| {
                         store::record_not_applicable(conn, instance_id, &reason, now_ms())
                     }).await;
-                    if let Err(e) = r {
-                        tracing::warn!(message = "cannot record a triage result", error = %e);
-                    }
                 }
                 Some(Output::Slice(slice)) => {
                     let unit = assembler.add((*slice).clone(), now_ms());
@@ -333,21 +330,39 @@ impl Collector {
             .map(|u| u.slices.iter().map(|s| s.facts.instance_id).collect())
             .unwrap_or_default();
         let stored = decisions.clone();
-        let ids = self
-            .spool
-            .index()
-            .call(move |conn| store::record(conn, slice.as_ref(), &stored, &closes, now))
-            .await;
-        let ids = match ids {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::error!(message = "cannot store triage decisions", error = %e);
-                return;
-            }
+        let Some(ids) = until_stored(&self.spool, move |conn| {
+            store::record(conn, slice.as_ref(), &stored, &closes, now)
+        })
+        .await
+        else {
+            return;
         };
         for (id, decision) in ids.into_iter().zip(decisions) {
             log(&decision);
             let _ = self.events.send(Arc::new(DecisionEvent { id, decision }));
+        }
+    }
+}
+
+/// Stores what triage made of an image, trying again until the index takes
+/// it: dropped, it would be a decision never announced, or an image the
+/// feeder has gone past and never triages. `None` once the index has closed
+/// (shutting down): what was not stored is redone at the next start.
+async fn until_stored<T, F>(spool: &Spool, write: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: Fn(&rusqlite::Connection) -> Result<T, IndexError> + Clone + Send + 'static,
+{
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match spool.index().call(write.clone()).await {
+            Ok(done) => return Some(done),
+            Err(IndexError::Closed) => return None,
+            Err(e) => {
+                tracing::error!(message = "cannot store triage results; trying again", error = %e, retry_in_ms = wait.as_millis() as u64);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
         }
     }
 }

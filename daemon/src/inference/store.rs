@@ -178,6 +178,9 @@ pub fn record(
     closes: &[i64],
     now_ms: i64,
 ) -> Result<Vec<i64>, IndexError> {
+    if let Some(fault) = crate::failpoints::hit("triage-record") {
+        return Err(fault.sqlite_error().into());
+    }
     if let Some(slice) = slice {
         let (outcome, reason) = match &slice.outcome {
             SliceOutcome::Scored { .. } => ("scored", None),

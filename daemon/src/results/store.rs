@@ -46,10 +46,9 @@ pub fn init(conn: &Connection) -> Result<(), IndexError> {
 /// [`crate::spool::Spool::hold_while`].
 pub fn held_until_reported() -> String {
     format!(
-        "i.calling_ae != '{}' AND EXISTS (
-           SELECT 1 FROM decisions d, json_each(d.record, '$.inputs') input
-           WHERE d.id > (SELECT COALESCE(MAX(last_decision), 0) FROM results)
-             AND input.value = i.sop_instance_uid)",
+        "i.calling_ae != '{}' AND i.sop_instance_uid IN (
+           SELECT input.value FROM decisions d, json_each(d.record, '$.inputs') input
+           WHERE d.id > (SELECT COALESCE(MAX(last_decision), 0) FROM results))",
         super::OWN_AE
     )
 }

@@ -77,8 +77,9 @@ pub struct SpoolOptions {
 const SEGMENT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// A hold ([`Spool::hold_while`]) keeps an instance's segment for at most
-/// this long after the instance was received: a part of the box stuck for
-/// longer must not fill the disk and stop the scanners.
+/// this long after the instance was received (and not at all once the disk
+/// is past its high watermark): a part of the box that is stuck must not
+/// fill the disk and stop the scanners.
 const HOLD_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// New instances a follower of [`Spool::follow_indexed`] may fall behind
@@ -421,7 +422,8 @@ impl Spool {
     /// Keeps every segment holding an instance for which `condition` (SQL
     /// over the index about an instance `i`) is true: another part of the
     /// box still needs it. A hold lasts at most a day after the instance
-    /// was received, whatever the retention.
+    /// was received, whatever the retention, and none is kept while the
+    /// disk is past its high watermark.
     pub fn hold_while(&self, condition: impl Into<String>) {
         self.holds.lock().expect("holds").push(condition.into());
     }
@@ -439,10 +441,16 @@ impl Spool {
             .collect();
         let now = now_ms();
         let cutoff = now - retention.as_millis() as i64;
-        let holds = recovery::Holds {
+        let mut holds = recovery::Holds {
             conditions: self.holds.lock().expect("holds").clone(),
             since_ms: now - HOLD_LIMIT.as_millis() as i64,
         };
+        if self.watermarks.refusing() && !holds.conditions.is_empty() {
+            tracing::warn!(
+                message = "spool disk past its high watermark: delivered images are retired even if triage or results still wanted them"
+            );
+            holds.conditions.clear();
+        }
         let retired = self
             .index
             .call(move |tx| recovery::mark_retirable(tx, &active, cutoff, &holds))

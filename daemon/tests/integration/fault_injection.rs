@@ -1,9 +1,10 @@
 //! Faults injected inside the spool and the forwarder (failpoints, in test
 //! builds only): a write that runs out of space or stops short, an fsync
 //! that fails, an index commit that finds SQLite busy or full, a delivery
-//! that cannot be recorded. Each C-STORE it touches is refused, never
-//! acknowledged; the association and the daemon go on; nothing acknowledged
-//! is lost, after a restart too; a delivery not recorded is sent again.
+//! that cannot be recorded, a triage result that cannot be stored. Each
+//! C-STORE it touches is refused, never acknowledged; the association and
+//! the daemon go on; nothing acknowledged is lost, after a restart too; a
+//! delivery not recorded is sent again; a triage result is stored later.
 #![cfg(feature = "failpoints")]
 
 use std::path::Path;
@@ -134,4 +135,62 @@ async fn a_delivery_that_cannot_be_recorded_is_sent_again_and_nothing_is_lost() 
         5,
         "all five at the sink (the resent ones once: identical bytes are not stored twice)"
     );
+}
+
+/// A triage result or decision the index cannot take (SQLite busy or full)
+/// is stored once it can: dropped, the decision would never be announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_triage_decision_that_cannot_be_stored_is_stored_when_the_index_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let d = start_with(&spool, "[panel]\nenabled = false\n").await;
+    let mut decisions = d.subscribe_decisions();
+    let armed = arm(
+        "triage-record",
+        Fault::Sqlite(rusqlite::ffi::SQLITE_FULL),
+        3,
+    );
+    let series = CtSeries::new(47, 2);
+    let mut scu = series.connect(&d).await.unwrap();
+    for i in 0..2 {
+        assert_eq!(series.store(&mut scu, i).await.0, 0);
+    }
+    scu.release().await;
+    let event = tokio::time::timeout(Duration::from_secs(60), decisions.recv())
+        .await
+        .expect("a decision within 60 s")
+        .unwrap();
+    assert_eq!(
+        armed.left("triage-record"),
+        0,
+        "all three failures happened"
+    );
+    drop(armed);
+    let mut inputs = event.decision.inputs.clone();
+    inputs.sort();
+    let mut sent: Vec<String> = series
+        .instances
+        .iter()
+        .map(|i| i.sop_instance_uid.clone())
+        .collect();
+    sent.sort();
+    assert_eq!(inputs, sent, "the decision rests on both slices");
+    d.stop().await;
+    let conn = firstlook::spool::open_read_only(&firstlook::spool::index_path(&spool)).unwrap();
+    let (results, decided): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(decided) FROM triage_results",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((results, decided), (2, 2));
+    let stored: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM decisions WHERE id = ?1",
+            [event.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1);
 }

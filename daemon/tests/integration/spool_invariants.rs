@@ -336,6 +336,34 @@ async fn instance_ids_are_never_given_out_again_after_retirement() {
     );
 }
 
+/// A daemon with triage on and retention 0, restarted on a spool where the
+/// first two slices of a four-slice CT series lie in a segment closed to
+/// writes, owed to no destination, the series still open; `extra`
+/// configures the restarted daemon. Returns it, the series and a counter of
+/// rows in the index.
+async fn open_series_on_a_closed_segment(
+    spool: &Path,
+    extra: &str,
+) -> (Daemon, Vec<Instance>, impl Fn(&str) -> i64) {
+    let cfg = |extra: &str| {
+        let mut c = config(spool, &format!("[spool]\nretention_hours = 0\n{extra}"));
+        c.triage.enabled = true;
+        // The series stays open until its last slice comes.
+        c.triage.series_idle_secs = Bounded::new(3600).unwrap();
+        c
+    };
+    let series = firstlook_phantom::generate(&StudySpec::new(Kind::Ct, 11).with_count(4)).unwrap();
+    let d = Daemon::start(cfg("")).await.unwrap();
+    send_all(&d, &series[..2]).await;
+    d.stop().await;
+    let index = firstlook::spool::index_path(spool);
+    let count = move |sql: &str| -> i64 {
+        let conn = firstlook::spool::open_read_only(&index).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    (Daemon::start(cfg(extra)).await.unwrap(), series, count)
+}
+
 /// Whatever the retention, an image stays until triage has decided on it
 /// and the decision is reported: retired before, it would never be
 /// triaged, or its report would lack the image its heatmap is drawn from.
@@ -343,24 +371,7 @@ async fn instance_ids_are_never_given_out_again_after_retirement() {
 async fn images_stay_until_triage_has_decided_and_reported_whatever_the_retention() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
-    let cfg = || {
-        let mut c = config(&spool, "[spool]\nretention_hours = 0\n");
-        c.triage.enabled = true;
-        // The series stays open until its last slice comes.
-        c.triage.series_idle_secs = Bounded::new(3600).unwrap();
-        c
-    };
-    let count = |sql: &str| -> i64 {
-        let conn = firstlook::spool::open_read_only(&firstlook::spool::index_path(&spool)).unwrap();
-        conn.query_row(sql, [], |r| r.get(0)).unwrap()
-    };
-    let series = firstlook_phantom::generate(&StudySpec::new(Kind::Ct, 11).with_count(4)).unwrap();
-    let d = Daemon::start(cfg()).await.unwrap();
-    send_all(&d, &series[..2]).await;
-    d.stop().await;
-    // Restarted, their segment is closed to writes, and nothing is owed to
-    // any destination: only triage keeps it.
-    let d = Daemon::start(cfg()).await.unwrap();
+    let (d, series, count) = open_series_on_a_closed_segment(&spool, "").await;
     d.spool.retire_delivered(Duration::ZERO).await.unwrap();
     assert_eq!(
         count("SELECT count(*) FROM instances"),
@@ -386,6 +397,26 @@ async fn images_stay_until_triage_has_decided_and_reported_whatever_the_retentio
         0,
         "decided and reported, the first slices' segment went"
     );
+    d.stop().await;
+}
+
+/// Past the high watermark the scanners are refused; what triage still
+/// wanted then goes rather than keep them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_lets_go_of_what_triage_still_wanted() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let full = "high_watermark_percent = 2\nlow_watermark_percent = 1\n";
+    let (d, _, count) = open_series_on_a_closed_segment(&spool, full).await;
+    if !d.spool.watermarks().refusing() {
+        // An almost empty filesystem cannot show this.
+        assert!(firstlook::spool::usage(&spool).unwrap().used_percent() < 2.0);
+        d.stop().await;
+        return;
+    }
+    assert_eq!(count("SELECT count(*) FROM instances"), 2);
+    assert!(d.spool.retire_delivered(Duration::ZERO).await.unwrap() >= 1);
+    assert_eq!(count("SELECT count(*) FROM instances"), 0);
     d.stop().await;
 }
 
