@@ -109,8 +109,16 @@ impl Daemon {
             segments = recovery.segments,
             reindexed = recovery.reindexed,
             duplicates = recovery.duplicates,
-            torn_bytes = recovery.torn_bytes
+            torn_bytes = recovery.torn_bytes,
+            resumed = recovery.resumed
         );
+        if recovery.orphaned > 0 {
+            tracing::warn!(
+                message = "deliveries owed to destinations no longer configured: kept for the retention, then deleted unless the destination is configured again",
+                deliveries = recovery.orphaned,
+                retention_hours = config.spool.retention_hours.get()
+            );
+        }
         let audit = AuditLog::start(&config)?;
         audit.record(Event::ApplicationStart);
         if !config.source.sha256.is_empty() {
@@ -122,7 +130,7 @@ impl Daemon {
             );
         }
         if config.destinations.is_empty() {
-            tracing::warn!(message = "no [[destinations]] configured: images are kept in the spool and forwarded nowhere");
+            tracing::warn!(message = "no [[destinations]] configured: images are forwarded nowhere and kept in the spool for the retention");
         }
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();

@@ -16,6 +16,10 @@ pub struct DestinationStatus {
     pub pending: u64,
     pub delivered: u64,
     pub dead: u64,
+    /// Owed to a destination no longer configured: kept for the retention,
+    /// sent if it is configured again.
+    #[serde(default)]
+    pub set_aside: u64,
     /// Age of the oldest pending instance, in seconds.
     pub oldest_pending_secs: Option<i64>,
     pub last_error: Option<String>,
@@ -142,7 +146,8 @@ fn report_once(spool_dir: &Path, path: &Path) -> Result<StatusReport, StatusErro
         let mut stmt = conn.prepare(
             "SELECT destination,
                     sum(state='pending'), sum(state='delivered'), sum(state='dead'),
-                    min(CASE WHEN state='pending' THEN i.received_at END)
+                    min(CASE WHEN state='pending' THEN i.received_at END),
+                    sum(state IN ('orphaned', 'orphaned_dead'))
              FROM deliveries d JOIN instances i ON i.id=d.instance_id
              GROUP BY destination ORDER BY destination",
         )?;
@@ -153,10 +158,11 @@ fn report_once(spool_dir: &Path, path: &Path) -> Result<StatusReport, StatusErro
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, Option<i64>>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
         for row in rows {
-            let (name, pending, delivered, dead, oldest) = row?;
+            let (name, pending, delivered, dead, oldest, set_aside) = row?;
             let last_error: Option<String> = conn
                 .query_row(
                     "SELECT reason FROM deliveries WHERE destination=?1 AND state='pending' AND reason IS NOT NULL
@@ -170,6 +176,7 @@ fn report_once(spool_dir: &Path, path: &Path) -> Result<StatusReport, StatusErro
                 pending: pending as u64,
                 delivered: delivered as u64,
                 dead: dead as u64,
+                set_aside: set_aside as u64,
                 oldest_pending_secs: oldest.map(|t| (now - t) / 1000),
                 last_error,
             });
@@ -320,6 +327,13 @@ impl fmt::Display for StatusReport {
             )?;
             if let Some(age) = d.oldest_pending_secs {
                 write!(f, "  oldest {age}s")?;
+            }
+            if d.set_aside > 0 {
+                write!(
+                    f,
+                    "  set aside {} (no longer configured; kept for the retention)",
+                    d.set_aside
+                )?;
             }
             writeln!(f)?;
             if let Some(e) = &d.last_error {

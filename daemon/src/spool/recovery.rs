@@ -18,6 +18,11 @@ pub struct RecoveryReport {
     /// Bytes of records torn by a crash; never acknowledged, left unused.
     pub torn_bytes: u64,
     pub next_segment_id: i64,
+    /// Deliveries owed to destinations no longer configured: kept for the
+    /// retention from the start that found them so, then forgotten.
+    pub orphaned: usize,
+    /// Deliveries taken up again: their destination is configured again.
+    pub resumed: usize,
 }
 
 pub fn recover(
@@ -43,15 +48,41 @@ pub fn recover(
     let tx = conn.transaction().map_err(IndexError::from)?;
     forget_segments(&tx, &retired)?;
     // Deliveries to destinations no longer configured would hold their
-    // segments forever.
-    let placeholders = vec!["?"; destinations.len()].join(",");
-    let sql = if destinations.is_empty() {
-        "UPDATE deliveries SET state='orphaned' WHERE state IN ('pending','dead')".to_string()
-    } else {
-        format!("UPDATE deliveries SET state='orphaned' WHERE state IN ('pending','dead') AND destination NOT IN ({placeholders})")
+    // segments forever: set aside, kept for the retention from now (a
+    // destination taken out for a while must not lose its backlog at once),
+    // and taken up again if it comes back. A dead letter stays one.
+    let configured = |negate: &str| {
+        let placeholders = vec!["?"; destinations.len()].join(",");
+        match (destinations.is_empty(), negate) {
+            (true, "NOT") => "1".to_string(),
+            (true, _) => "0".to_string(),
+            (false, _) => format!("destination {negate} IN ({placeholders})"),
+        }
     };
-    tx.execute(&sql, params_from_iter(destinations.iter()))
-        .map_err(IndexError::from)?;
+    let now = now_ms();
+    let mut resumed = 0;
+    for (from, to) in [("orphaned", "pending"), ("orphaned_dead", "dead")] {
+        let sql = format!(
+            "UPDATE deliveries SET state='{to}', done_at=NULL, next_attempt_at={now}
+             WHERE state='{from}' AND {}",
+            configured("")
+        );
+        resumed += tx
+            .execute(&sql, params_from_iter(destinations.iter()))
+            .map_err(IndexError::from)?;
+    }
+    report.resumed = resumed;
+    let mut orphaned = 0;
+    for (from, to) in [("pending", "orphaned"), ("dead", "orphaned_dead")] {
+        let sql = format!(
+            "UPDATE deliveries SET state='{to}', done_at={now} WHERE state='{from}' AND {}",
+            configured("NOT")
+        );
+        orphaned += tx
+            .execute(&sql, params_from_iter(destinations.iter()))
+            .map_err(IndexError::from)?;
+    }
+    report.orphaned = orphaned;
 
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {

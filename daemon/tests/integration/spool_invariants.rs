@@ -288,6 +288,57 @@ async fn delivered_segments_are_deleted_after_retention() {
     sink.stop().await;
 }
 
+/// A destination taken out of the configuration (a PACS being moved, say)
+/// does not lose its backlog: set aside, kept for the retention from that
+/// start, and sent once a destination of that name is configured again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_taken_out_keeps_its_backlog_and_gets_it_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let to = |address: &str| {
+        format!("[[destinations]]\nname = \"pacs\"\nae_title = \"SINK\"\naddress = \"{address}\"\n")
+    };
+    // Nothing listens there: everything stays pending.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let d = Daemon::start(config(&spool, &to(&closed))).await.unwrap();
+    send_all(&d, &ct(12, 3)).await;
+    d.stop().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let d = Daemon::start(config(&spool, "")).await.unwrap();
+    assert_eq!(d.recovery.orphaned, 3);
+    let report = status::report(&spool).unwrap();
+    assert_eq!(report.destinations[0].set_aside, 3);
+    assert!(report.to_string().contains("set aside 3"), "{report}");
+    // Received more than two seconds ago, set aside just now.
+    d.spool
+        .retire_delivered(Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(status::report(&spool).unwrap().instances, 3);
+    d.stop().await;
+
+    let sink_spool = dir.path().join("sink");
+    let mut sink_cfg = config(&sink_spool, "");
+    sink_cfg.node.ae_title = "SINK".to_string().try_into().unwrap();
+    let sink = Daemon::start(sink_cfg).await.unwrap();
+    let d = Daemon::start(config(&spool, &to(&sink.listen_addr.to_string())))
+        .await
+        .unwrap();
+    assert_eq!(d.recovery.resumed, 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while status::report(&spool).unwrap().destinations[0].delivered < 3 {
+        assert!(std::time::Instant::now() < deadline, "backlog not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.stop().await;
+    sink.stop().await;
+    assert_eq!(status::report(&sink_spool).unwrap().instances, 3);
+}
+
 /// Triage results, the triage feed's cursor and results written for an
 /// image name it by its instance id, and keep that id after a retired
 /// segment's instances are forgotten: an id given out again would make a
