@@ -136,7 +136,6 @@ pub fn recover(
     Ok(report)
 }
 
-/// Marks segments retired when nothing in them is still owed to anyone.
 /// What keeps a segment beyond its retention: any instance in it received
 /// after `since_ms` for which one of `conditions` (SQL about an instance
 /// `i`) is true.
@@ -146,6 +145,7 @@ pub struct Holds {
     pub since_ms: i64,
 }
 
+/// Marks segments retired when nothing in them is still owed to anyone.
 pub fn mark_retirable(
     tx: &Connection,
     active: &[i64],
