@@ -194,6 +194,17 @@ pub fn insert(
     let hash = rec.hash.to_le_bytes();
     if let Some((existing, h)) = &previous {
         if h.as_slice() == hash.as_slice() {
+            if source == Source::Ingest {
+                // Sent again: what a destination refused before, or an
+                // operator discarded, is tried again.
+                tx.prepare_cached(
+                    "UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?2,
+                       first_failure_at=NULL, broken_associations=0, done_at=NULL,
+                       reason='sent again; was: ' || coalesce(reason, '')
+                     WHERE instance_id=?1 AND state IN ('dead', 'discarded')",
+                )?
+                .execute(params![existing, now_ms])?;
+            }
             return Ok(InsertOutcome::Duplicate {
                 existing: *existing,
             });
@@ -543,6 +554,79 @@ mod tests {
         assert!(matches!(results[1], Err(IndexError::Closed)));
         assert_eq!(results[2].as_ref().unwrap(), &3);
         assert_eq!(index.call_blocking(count).unwrap(), vec![1, 3]);
+    }
+
+    #[test]
+    fn the_same_bytes_sent_again_retry_what_was_refused_or_discarded() {
+        use crate::spool::{RecordHeader, RecordSummary, StoredRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_connection(&dir.path().join("index.sqlite")).unwrap();
+        let record = |offset: u64| StoredRecord {
+            segment: 1,
+            offset,
+            len: 100,
+            body_offset: 40,
+            body_len: 50,
+            hash: 7,
+            header: RecordHeader {
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.1".into(),
+                sop_instance_uid: "2.25.5".into(),
+                transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+                calling_ae: "CR01".into(),
+                peer: "127.0.0.1".into(),
+                received_at: 1,
+                dataset_offset: 10,
+            },
+            summary: RecordSummary::default(),
+        };
+        let destinations = ["pacs".to_string(), "archive".to_string(), "ris".to_string()];
+        let id = match insert(&conn, &record(0), &destinations, 1, Source::Ingest).unwrap() {
+            InsertOutcome::Inserted { id } => id,
+            other => panic!("{other:?}"),
+        };
+        for (destination, state) in [
+            ("pacs", "dead"),
+            ("archive", "discarded"),
+            ("ris", "delivered"),
+        ] {
+            conn.execute(
+                "UPDATE deliveries SET state=?2, attempts=3, reason='refused' WHERE destination=?1",
+                params![destination, state],
+            )
+            .unwrap();
+        }
+        let states = || -> Vec<(String, String, i64)> {
+            conn.prepare("SELECT destination, state, attempts FROM deliveries ORDER BY destination")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = states();
+        // Found again at start (a record written twice): nothing changes.
+        assert!(matches!(
+            insert(&conn, &record(100), &destinations, 2, Source::Recovery).unwrap(),
+            InsertOutcome::Duplicate { .. }
+        ));
+        assert_eq!(states(), before);
+        // Sent again by the scanner.
+        assert_eq!(
+            insert(&conn, &record(200), &destinations, 3, Source::Ingest).unwrap(),
+            InsertOutcome::Duplicate { existing: id }
+        );
+        let after = |d: &str| states().into_iter().find(|s| s.0 == d).unwrap();
+        assert_eq!(after("pacs"), ("pacs".into(), "pending".into(), 0));
+        assert_eq!(after("archive"), ("archive".into(), "pending".into(), 0));
+        assert_eq!(after("ris"), ("ris".into(), "delivered".into(), 3));
+        let reason: String = conn
+            .query_row(
+                "SELECT reason FROM deliveries WHERE destination='pacs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(reason, "sent again; was: refused");
     }
 
     #[test]

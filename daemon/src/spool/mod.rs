@@ -249,13 +249,18 @@ impl Spool {
                 Ok(outcome)
             },
             move |r| {
-                if let Ok(InsertOutcome::Inserted { id } | InsertOutcome::Replaced { id, .. }) = r {
-                    // No follower: nothing is kept.
-                    let _ = indexed.send(NewInstance {
-                        id,
-                        record: inserted,
-                    });
-                    announce(&work);
+                match r {
+                    Ok(InsertOutcome::Inserted { id } | InsertOutcome::Replaced { id, .. }) => {
+                        // No follower: nothing is kept.
+                        let _ = indexed.send(NewInstance {
+                            id,
+                            record: inserted,
+                        });
+                        announce(&work);
+                    }
+                    // Its refused deliveries may have been queued again.
+                    Ok(InsertOutcome::Duplicate { .. }) => announce(&work),
+                    _ => {}
                 }
                 then(r)
             },
