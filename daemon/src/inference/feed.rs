@@ -108,34 +108,21 @@ fn follow(after: i64, next: Result<NewInstance, RecvError>) -> Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::{RecordHeader, RecordSummary, StoredRecord};
+    use crate::spool::{RecordSummary, StoredRecord};
 
     fn new(id: i64, calling_ae: &str) -> NewInstance {
+        let mut record = StoredRecord::example(3, 100 * id as u64, &format!("2.25.{id}"));
+        record.header.calling_ae = calling_ae.into();
+        record.header.received_at = 1000 + id;
+        record.summary = RecordSummary {
+            study_instance_uid: Some("2.25.1".into()),
+            series_instance_uid: Some("2.25.2".into()),
+            modality: Some("CR".into()),
+            instance_number: Some(id),
+        };
         NewInstance {
             id,
-            record: Arc::new(StoredRecord {
-                segment: 3,
-                offset: 100 * id as u64,
-                len: 100,
-                body_offset: 40,
-                body_len: 50,
-                hash: 7,
-                header: RecordHeader {
-                    sop_class_uid: "1.2.840.10008.5.1.4.1.1.1".into(),
-                    sop_instance_uid: format!("2.25.{id}"),
-                    transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
-                    calling_ae: calling_ae.into(),
-                    peer: "127.0.0.1".into(),
-                    received_at: 1000 + id,
-                    dataset_offset: 10,
-                },
-                summary: RecordSummary {
-                    study_instance_uid: Some("2.25.1".into()),
-                    series_instance_uid: Some("2.25.2".into()),
-                    modality: Some("CR".into()),
-                    instance_number: Some(id),
-                },
-            }),
+            record: Arc::new(record),
         }
     }
 

@@ -558,27 +558,10 @@ mod tests {
 
     #[test]
     fn the_same_bytes_sent_again_retry_what_was_refused_or_discarded() {
-        use crate::spool::{RecordHeader, RecordSummary, StoredRecord};
+        use crate::spool::StoredRecord;
         let dir = tempfile::tempdir().unwrap();
         let conn = open_connection(&dir.path().join("index.sqlite")).unwrap();
-        let record = |offset: u64| StoredRecord {
-            segment: 1,
-            offset,
-            len: 100,
-            body_offset: 40,
-            body_len: 50,
-            hash: 7,
-            header: RecordHeader {
-                sop_class_uid: "1.2.840.10008.5.1.4.1.1.1".into(),
-                sop_instance_uid: "2.25.5".into(),
-                transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
-                calling_ae: "CR01".into(),
-                peer: "127.0.0.1".into(),
-                received_at: 1,
-                dataset_offset: 10,
-            },
-            summary: RecordSummary::default(),
-        };
+        let record = |offset: u64| StoredRecord::example(1, offset, "2.25.5");
         let destinations = ["pacs".to_string(), "archive".to_string(), "ris".to_string()];
         let id = match insert(&conn, &record(0), &destinations, 1, Source::Ingest).unwrap() {
             InsertOutcome::Inserted { id } => id,

@@ -51,6 +51,31 @@ pub struct StoredRecord {
     pub summary: RecordSummary,
 }
 
+#[cfg(test)]
+impl StoredRecord {
+    /// A sealed CR record, for tests of what the index does with one.
+    pub(crate) fn example(segment: i64, offset: u64, sop_instance_uid: &str) -> StoredRecord {
+        StoredRecord {
+            segment,
+            offset,
+            len: 100,
+            body_offset: 40,
+            body_len: 50,
+            hash: 7,
+            header: RecordHeader {
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.1".into(),
+                sop_instance_uid: sop_instance_uid.into(),
+                transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+                calling_ae: "CR01".into(),
+                peer: "127.0.0.1".into(),
+                received_at: 1,
+                dataset_offset: 10,
+            },
+            summary: RecordSummary::default(),
+        }
+    }
+}
+
 pub fn encode_head(header: &RecordHeader) -> Vec<u8> {
     let json = serde_json::to_vec(header).expect("header serialises");
     let mut out = Vec::with_capacity(20 + json.len());
