@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use crate::spool::{index_path, now_ms, open_for_maintenance, IndexError};
+use crate::spool::{index_path, now_ms, open_for_maintenance, requeue_set, IndexError};
 
 /// What to do with the chosen dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +58,10 @@ pub fn apply(
     }
     let conn = open_for_maintenance(&index_path(spool_dir))?;
     let set = match action {
-        Action::Requeue => {
-            "state='pending', attempts=0, next_attempt_at=?1, first_failure_at=NULL,
-             broken_associations=0, done_at=NULL, reason='requeued; was: ' || coalesce(reason, '')"
-        }
+        Action::Requeue => requeue_set("requeued"),
         Action::Discard => {
             "state='discarded', done_at=?1, reason='discarded; was: ' || coalesce(reason, '')"
+                .into()
         }
     };
     let mut sql = format!("UPDATE deliveries SET {set} WHERE state='dead'");

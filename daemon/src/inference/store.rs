@@ -337,15 +337,7 @@ mod tests {
         (dir, conn)
     }
 
-    fn instance(conn: &Connection, id: i64, segment: i64, calling_ae: &str) {
-        conn.execute(
-            "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_ae, peer,
-               segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
-             VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', ?4, 'p', ?3, ?1, 1, 0, 1, 0, x'00', 0)",
-            params![id, format!("2.25.{id}"), segment, calling_ae],
-        )
-        .unwrap();
-    }
+    use crate::spool::insert_instance_row as instance;
 
     fn ids(conn: &Connection, sql: &str) -> Vec<i64> {
         conn.prepare(sql)

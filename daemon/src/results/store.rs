@@ -255,13 +255,7 @@ mod tests {
             (3, "CT01"),
             (4, super::super::OWN_AE),
         ] {
-            conn.execute(
-                "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_ae, peer,
-                   segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
-                 VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', ?3, 'p', 1, ?1, 1, 0, 1, 0, x'00', 0)",
-                params![id, format!("2.25.{id}"), ae],
-            )
-            .unwrap();
+            crate::spool::insert_instance_row(&conn, id, 1, ae);
         }
         // Decision 1 rests on instance 1 and is reported; decision 2 on
         // instances 2 and 4 (say) and is not yet.

@@ -165,6 +165,15 @@ pub enum Source {
     Recovery,
 }
 
+/// What a delivery taken up again from the start is set to (`?1`: now),
+/// `why` put before the reason it had.
+pub fn requeue_set(why: &str) -> String {
+    format!(
+        "state='pending', attempts=0, next_attempt_at=?1, first_failure_at=NULL,
+         broken_associations=0, done_at=NULL, reason='{why}; was: ' || coalesce(reason, '')"
+    )
+}
+
 /// Records a complete record, deduplicating by SOP Instance UID.
 pub fn insert(
     tx: &Connection,
@@ -197,13 +206,11 @@ pub fn insert(
             if source == Source::Ingest {
                 // Sent again: what a destination refused before, or an
                 // operator discarded, is tried again.
-                tx.prepare_cached(
-                    "UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?2,
-                       first_failure_at=NULL, broken_associations=0, done_at=NULL,
-                       reason='sent again; was: ' || coalesce(reason, '')
-                     WHERE instance_id=?1 AND state IN ('dead', 'discarded')",
-                )?
-                .execute(params![existing, now_ms])?;
+                tx.prepare_cached(&format!(
+                    "UPDATE deliveries SET {} WHERE instance_id=?2 AND state IN ('dead', 'discarded')",
+                    requeue_set("sent again")
+                ))?
+                .execute(params![now_ms, existing])?;
             }
             return Ok(InsertOutcome::Duplicate {
                 existing: *existing,
@@ -269,6 +276,19 @@ pub fn insert(
         }
         None => Ok(InsertOutcome::Inserted { id }),
     }
+}
+
+/// An instance row under id `id` (UID `2.25.<id>`), for tests of the tables
+/// that name instances by id.
+#[cfg(test)]
+pub(crate) fn insert_instance_row(conn: &Connection, id: i64, segment: i64, calling_ae: &str) {
+    conn.execute(
+        "INSERT INTO instances(id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_ae, peer,
+           segment, offset, record_len, body_offset, body_len, dataset_offset, hash, received_at)
+         VALUES (?1, ?2, '1.2', '1.2.840.10008.1.2.1', ?4, 'p', ?3, ?1, 1, 0, 1, 0, x'00', 0)",
+        params![id, format!("2.25.{id}"), segment, calling_ae],
+    )
+    .expect("instance row");
 }
 
 /// Forgets the instances held in a retired segment. Their ids are never

@@ -22,9 +22,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use disk::{usage, DiskUsage, Watermarks};
-pub use index::{add_column, open_read_only, table_exists, Index, IndexError, InsertOutcome};
+pub use index::{
+    add_column, open_read_only, requeue_set, table_exists, Index, IndexError, InsertOutcome,
+};
 #[cfg(test)]
-pub(crate) use index::{forget_instances, insert, Source};
+pub(crate) use index::{forget_instances, insert, insert_instance_row, Source};
 
 /// Opens the index for a one-off change beside a running daemon.
 pub fn open_for_maintenance(path: &Path) -> Result<rusqlite::Connection, IndexError> {

@@ -51,21 +51,16 @@ pub fn recover(
     // segments forever: set aside, kept for the retention from now (a
     // destination taken out for a while must not lose its backlog at once),
     // and taken up again if it comes back. A dead letter stays one.
-    let configured = |negate: &str| {
-        let placeholders = vec!["?"; destinations.len()].join(",");
-        match (destinations.is_empty(), negate) {
-            (true, "NOT") => "1".to_string(),
-            (true, _) => "0".to_string(),
-            (false, _) => format!("destination {negate} IN ({placeholders})"),
-        }
+    let configured = match destinations.len() {
+        0 => "0".to_string(),
+        n => format!("destination IN ({})", vec!["?"; n].join(",")),
     };
     let now = now_ms();
     let mut resumed = 0;
     for (from, to) in [("orphaned", "pending"), ("orphaned_dead", "dead")] {
         let sql = format!(
             "UPDATE deliveries SET state='{to}', done_at=NULL, next_attempt_at={now}
-             WHERE state='{from}' AND {}",
-            configured("")
+             WHERE state='{from}' AND {configured}"
         );
         resumed += tx
             .execute(&sql, params_from_iter(destinations.iter()))
@@ -75,8 +70,7 @@ pub fn recover(
     let mut orphaned = 0;
     for (from, to) in [("pending", "orphaned"), ("dead", "orphaned_dead")] {
         let sql = format!(
-            "UPDATE deliveries SET state='{to}', done_at={now} WHERE state='{from}' AND {}",
-            configured("NOT")
+            "UPDATE deliveries SET state='{to}', done_at={now} WHERE state='{from}' AND NOT ({configured})"
         );
         orphaned += tx
             .execute(&sql, params_from_iter(destinations.iter()))
