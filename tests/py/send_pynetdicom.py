@@ -7,12 +7,16 @@ Prints one line per instance: "STORED <SOPInstanceUID> 0xSSSS" on success,
 "FAILED <SOPInstanceUID> 0xSSSS <comment>" otherwise; exits 0 only if every
 instance was stored.
 
-Prints "SENDING <SOPInstanceUID>" as each C-STORE starts.
+Prints "SENDING <SOPInstanceUID>" as each C-STORE starts. On a failure it
+also prints pynetdicom's own debug log (the last records, kept in memory),
+so that a run that fails once in a while can be told apart from ours.
 
 usage: send_pynetdicom.py HOST PORT CALLING_AE CALLED_AE [--max-pdu N] [--pdu-delay S] PATH...
   --max-pdu N      our maximum receive PDU length (0 = unlimited)
   --pdu-delay S    wait S seconds before each P-DATA PDU (a slow link)
 """
+import collections
+import logging
 import os
 import sys
 import time
@@ -46,6 +50,26 @@ def slow_link(delay):
     AssociationSocket.send = delayed
 
 
+class Recent(logging.Handler):
+    """Keeps the last records, formatted only if they are printed."""
+
+    def __init__(self, keep):
+        super().__init__(logging.DEBUG)
+        self.records = collections.deque(maxlen=keep)
+        self.setFormatter(
+            logging.Formatter("%(asctime)s.%(msecs)03d %(threadName)s %(levelname)s %(message)s", "%H:%M:%S")
+        )
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def dump(self):
+        print("--- pynetdicom's last log records ---", file=sys.stderr)
+        for record in self.records:
+            print(self.format(record), file=sys.stderr)
+        sys.stderr.flush()
+
+
 def main() -> int:
     args = sys.argv[1:]
     max_pdu = None
@@ -65,6 +89,11 @@ def main() -> int:
         meta = read_file_meta_info(f)
         metas.append((f, str(meta.MediaStorageSOPInstanceUID)))
         contexts.add((str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)))
+    recent = Recent(400)
+    logger = logging.getLogger("pynetdicom")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(recent)
+    logger.propagate = False
     ae = AE(ae_title=calling)
     ae.acse_timeout = 30
     ae.dimse_timeout = 60
@@ -75,6 +104,7 @@ def main() -> int:
     assoc = ae.associate(host, port, ae_title=called, **kwargs)
     if not assoc.is_established:
         print("ASSOCIATION FAILED", flush=True)
+        recent.dump()
         return 2
     failures = 0
     for path, uid in metas:
@@ -92,6 +122,8 @@ def main() -> int:
             print(f"FAILED {uid} 0x{code:04X} {comment}", flush=True)
             failures += 1
     assoc.release()
+    if failures:
+        recent.dump()
     return 0 if failures == 0 else 1
 
 
