@@ -76,6 +76,7 @@ pub fn dataset(data: &[u8]) -> bool {
         explicit_vr: syntax & 1 != 0,
         big_endian: syntax & 2 != 0,
         deflated: syntax & 4 != 0,
+        encapsulated: syntax & 8 != 0,
     };
     let mut scanner = DatasetScanner::new(encoding);
     for chunk in body.chunks(usize::from(step).max(1) * 16) {

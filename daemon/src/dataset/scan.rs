@@ -50,6 +50,10 @@ pub enum ScanError {
     /// The deflate stream is corrupt.
     #[error("deflated data set is corrupt: {0}")]
     Inflate(String),
+    /// Pixel Data is not laid out as the transfer syntax says: the file
+    /// would be stored and forwarded under a syntax that misdescribes it.
+    #[error("{} Pixel Data, {} syntax", if *.encapsulated { "encapsulated" } else { "native" }, if *.encapsulated { "native" } else { "encapsulated" })]
+    PixelDataLayout { encapsulated: bool },
 }
 
 const MAX_DEPTH: usize = 64;
@@ -88,11 +92,14 @@ pub struct DatasetScanner {
     parser: Parser,
     inflater: Option<flate2::Decompress>,
     inflate_buf: Vec<u8>,
+    /// The deflate stream's final block has been read.
+    inflated_all: bool,
 }
 
 struct Parser {
     explicit: bool,
     big_endian: bool,
+    encapsulated: bool,
     header: Vec<u8>,
     value: Vec<u8>,
     state: State,
@@ -107,6 +114,7 @@ impl DatasetScanner {
             parser: Parser {
                 explicit: encoding.explicit_vr,
                 big_endian: encoding.big_endian,
+                encapsulated: encoding.encapsulated,
                 header: Vec::with_capacity(12),
                 value: Vec::with_capacity(CAPTURE_MAX as usize),
                 state: State::Header,
@@ -116,41 +124,69 @@ impl DatasetScanner {
             },
             inflater: encoding.deflated.then(|| flate2::Decompress::new(false)),
             inflate_buf: Vec::new(),
+            inflated_all: false,
         }
     }
 
-    pub fn push(&mut self, mut bytes: &[u8]) -> Result<(), ScanError> {
-        let Some(inflater) = self.inflater.as_mut() else {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), ScanError> {
+        if self.inflater.is_none() {
             return self.parser.push(bytes);
+        }
+        self.inflate(bytes, flate2::FlushDecompress::None)
+    }
+
+    /// Inflates `bytes` into the parser. The inflater may take in all of its
+    /// input while it still holds output that did not fit the buffer, so it
+    /// is drained until it gives no more, not only until the input is used.
+    fn inflate(
+        &mut self,
+        mut bytes: &[u8],
+        flush: flate2::FlushDecompress,
+    ) -> Result<(), ScanError> {
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Ok(());
         };
         self.inflate_buf.resize(64 * 1024, 0);
-        while !bytes.is_empty() {
-            let in_before = inflater.total_in();
-            let out_before = inflater.total_out();
-            let status = inflater
-                .decompress(bytes, &mut self.inflate_buf, flate2::FlushDecompress::None)
-                .map_err(|e| ScanError::Inflate(e.to_string()))?;
-            let used = (inflater.total_in() - in_before) as usize;
-            let produced = (inflater.total_out() - out_before) as usize;
-            bytes = &bytes[used..];
-            self.parser.push(&self.inflate_buf[..produced])?;
-            if status == flate2::Status::StreamEnd {
+        loop {
+            if self.inflated_all {
                 if bytes.iter().any(|&b| b != 0) {
                     return Err(ScanError::Inflate(
                         "bytes after the end of the deflate stream".into(),
                     ));
                 }
-                break;
+                return Ok(());
             }
-            if used == 0 && produced == 0 {
-                break;
+            let in_before = inflater.total_in();
+            let out_before = inflater.total_out();
+            let status = inflater
+                .decompress(bytes, &mut self.inflate_buf, flush)
+                .map_err(|e| ScanError::Inflate(e.to_string()))?;
+            let used = (inflater.total_in() - in_before) as usize;
+            let produced = (inflater.total_out() - out_before) as usize;
+            bytes = &bytes[used..];
+            self.parser.push(&self.inflate_buf[..produced])?;
+            self.inflated_all = status == flate2::Status::StreamEnd;
+            let buffer_filled = produced == self.inflate_buf.len();
+            if !self.inflated_all && bytes.is_empty() && !buffer_filled {
+                return Ok(());
+            }
+            if used == 0 && produced == 0 && !self.inflated_all {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
-    /// Ends the data set; errors if it stopped inside anything.
-    pub fn finish(self) -> Result<Summary, ScanError> {
+    /// Ends the data set; errors if it stopped inside anything, or if a
+    /// deflate stream stopped before its final block.
+    pub fn finish(mut self) -> Result<Summary, ScanError> {
+        if self.inflater.is_some() {
+            self.inflate(&[], flate2::FlushDecompress::Finish)?;
+            if !self.inflated_all {
+                return Err(ScanError::Inflate(
+                    "the deflate stream ends before its final block".into(),
+                ));
+            }
+        }
         let p = self.parser;
         let clean = matches!(p.state, State::Header) && p.header.is_empty() && p.stack.is_empty();
         if clean {
@@ -305,7 +341,13 @@ impl Parser {
                 Some(vr)
                     if (group, element) == (0x7FE0, 0x0010) && (&vr == b"OB" || &vr == b"OW") =>
                 {
+                    if self.stack.is_empty() && !self.encapsulated {
+                        return Err(ScanError::PixelDataLayout { encapsulated: true });
+                    }
                     self.enter(Level::Fragments)?
+                }
+                None if self.stack.is_empty() && (group, element) == (0x7FE0, 0x0010) => {
+                    return Err(ScanError::PixelDataLayout { encapsulated: true })
                 }
                 None => self.enter(Level::Sequence { explicit })?,
                 Some(_) => {
@@ -316,6 +358,15 @@ impl Parser {
                     })
                 }
             },
+            _ if self.encapsulated
+                && self.stack.is_empty()
+                && (group, element) == (0x7FE0, 0x0010)
+                && len > 0 =>
+            {
+                return Err(ScanError::PixelDataLayout {
+                    encapsulated: false,
+                })
+            }
             _ => match (self.stack.is_empty(), field_of(group, element)) {
                 (true, Some(field)) if len <= CAPTURE_MAX && len > 0 => {
                     self.value.clear();

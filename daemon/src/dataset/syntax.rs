@@ -9,6 +9,9 @@ pub struct Encoding {
     pub explicit_vr: bool,
     pub big_endian: bool,
     pub deflated: bool,
+    /// Pixel Data is a sequence of fragments (compressed, or encapsulated
+    /// uncompressed), not a plain value.
+    pub encapsulated: bool,
 }
 
 /// A transfer syntax firstlook cannot store.
@@ -24,6 +27,7 @@ impl Encoding {
         explicit_vr: false,
         big_endian: false,
         deflated: false,
+        encapsulated: false,
     };
 
     /// Looks a transfer syntax UID up in the registry. Every known syntax is
@@ -39,6 +43,7 @@ impl Encoding {
             big_endian: ts.endianness() == Endianness::Big,
             // The only data set codecs in the standard are the deflated ones.
             deflated: matches!(ts.codec(), Codec::Dataset(_)),
+            encapsulated: matches!(ts.codec(), Codec::EncapsulatedPixelData(..)),
         })
     }
 
@@ -63,7 +68,15 @@ mod tests {
         let explicit = Encoding::of("1.2.840.10008.1.2.1\0").unwrap();
         assert!(explicit.explicit_vr && !explicit.big_endian);
         assert!(Encoding::of("1.2.840.10008.1.2.2").unwrap().big_endian);
-        assert!(Encoding::of("1.2.840.10008.1.2.1.99").unwrap().deflated);
+        let deflated = Encoding::of("1.2.840.10008.1.2.1.99").unwrap();
+        assert!(deflated.deflated && !deflated.encapsulated);
+        for native in [
+            "1.2.840.10008.1.2",
+            "1.2.840.10008.1.2.1",
+            "1.2.840.10008.1.2.2",
+        ] {
+            assert!(!Encoding::of(native).unwrap().encapsulated, "{native}");
+        }
         for compressed in [
             "1.2.840.10008.1.2.4.50",
             "1.2.840.10008.1.2.4.70",
@@ -73,7 +86,10 @@ mod tests {
             "1.2.840.10008.1.2.5",
         ] {
             let e = Encoding::of(compressed).unwrap_or_else(|e| panic!("{compressed}: {e}"));
-            assert!(e.explicit_vr && !e.deflated, "{compressed}");
+            assert!(
+                e.explicit_vr && !e.deflated && e.encapsulated,
+                "{compressed}"
+            );
         }
         assert!(matches!(
             Encoding::of("1.2.3.4"),

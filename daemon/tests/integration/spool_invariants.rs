@@ -500,6 +500,31 @@ async fn malformed_data_set_gets_c000_and_the_association_goes_on() {
     assert_eq!(status::report(&spool).unwrap().instances, 1);
 }
 
+/// A scanner that labels native pixels as JPEG Lossless would have them
+/// stored, and sent to PACS, under a syntax that misdescribes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_pixels_sent_as_jpeg_are_refused_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let d = Daemon::start(config(&spool, "")).await.unwrap();
+    let native = ct(10, 1);
+    let mut labelled = native[0].clone();
+    labelled.transfer_syntax_uid = "1.2.840.10008.1.2.4.70".into();
+    let mut scu = connect(&d, std::slice::from_ref(&labelled)).await.unwrap();
+    let (status, comment) = send(&mut scu, &labelled, dataset(&native[0])).await;
+    assert_eq!(status, 0xC000, "{comment:?}");
+    assert!(
+        comment
+            .as_deref()
+            .unwrap_or("")
+            .contains("native Pixel Data"),
+        "{comment:?}"
+    );
+    scu.release().await;
+    d.stop().await;
+    assert_eq!(status::report(&spool).unwrap().instances, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_set_that_is_not_the_announced_instance_gets_a900() {
     let dir = tempfile::tempdir().unwrap();
