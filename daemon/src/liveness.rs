@@ -34,6 +34,15 @@ impl Part {
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
+
+    fn progress(&self) {
+        let now = self.now();
+        let _ = self
+            .busy_since
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |since| {
+                (since != 0).then_some(now)
+            });
+    }
 }
 
 /// A part's handle, held by the task or thread that does its work.
@@ -149,13 +158,14 @@ impl Beat {
 
     /// The step goes on, and has just done something: its clock starts again.
     pub fn progress(&self) {
-        let now = self.part.now();
-        let _ = self
-            .part
-            .busy_since
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |since| {
-                (since != 0).then_some(now)
-            });
+        self.part.progress();
+    }
+
+    /// [`Beat::progress`] for code that cannot hold the beat (a connection
+    /// reporting that its peer took part of a message).
+    pub fn ticker(&self) -> Box<dyn Fn() + Send + Sync> {
+        let part = Arc::clone(&self.part);
+        Box::new(move || part.progress())
     }
 }
 

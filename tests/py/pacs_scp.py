@@ -7,10 +7,11 @@ are not stored, and those given with --abort-on UID, on which it aborts the
 association (A-ABORT) instead of answering, every time they are sent. With
 --warn UID=B000 it stores the instance and answers that warning status; with
 --delay SECONDS it waits that long before answering each C-STORE (a slow
-archive).
+archive); with --abort-all-for SECONDS it aborts on every C-STORE for that
+long after it starts (a PACS whose storage or database is down).
 
 usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]... [--abort-on UID]...
-                   [--warn UID=B000]... [--delay SECONDS]
+                   [--warn UID=B000]... [--delay SECONDS] [--abort-all-for SECONDS]
 Prints "ready" once listening, and one line per C-STORE received
 (STORED, REFUSED or ABORTED, then the UID; STORED then gives the DIMSE
 priority: 0 medium, 1 high, 2 low).
@@ -62,6 +63,11 @@ def main() -> int:
         i = args.index("--delay")
         delay = float(args[i + 1])
         del args[i : i + 2]
+    abort_all_until = 0.0
+    if "--abort-all-for" in args:
+        i = args.index("--abort-all-for")
+        abort_all_until = time.monotonic() + float(args[i + 1])
+        del args[i : i + 2]
     abort_on = set()
     while "--abort-on" in args:
         i = args.index("--abort-on")
@@ -83,7 +89,7 @@ def main() -> int:
         if uid in refuse:
             print(f"REFUSED {uid} 0x{refuse[uid]:04X}", flush=True)
             return refuse[uid]
-        if uid in abort_on:
+        if uid in abort_on or time.monotonic() < abort_all_until:
             print(f"ABORTED {uid}", flush=True)
             # Blocks until the A-ABORT is sent and the connection closed, so
             # the status returned below never reaches the peer.

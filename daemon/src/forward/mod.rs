@@ -92,6 +92,7 @@ pub fn spawn_workers(
                 dest,
                 tls,
                 audit: audit.clone(),
+                breaks: Default::default(),
             };
             let shutdown = shutdown.clone();
             tokio::spawn(async move { worker.run(shutdown).await }.instrument(span))
@@ -108,6 +109,57 @@ struct Worker {
     tls: Option<TlsClient>,
     audit: AuditLog,
     beat: Beat,
+    breaks: std::sync::Mutex<BreakRun>,
+}
+
+/// The associations broken since the destination last stored anything.
+/// Breaks on one instance alone point at it (a PACS that chokes on it);
+/// breaks on several point at the destination (down, hung, out of space),
+/// and then no instance is charged, not even the first one.
+#[derive(Debug, Default)]
+struct BreakRun {
+    breaks: u32,
+    instances: BTreeSet<i64>,
+    /// Charges made in this run, undone if it turns out to be an outage.
+    charged: Vec<i64>,
+}
+
+/// What a break on an instance means, given the run so far.
+#[derive(Debug, PartialEq, Eq)]
+enum Blame {
+    /// Only this instance has broken associations: it is charged.
+    Instance,
+    /// Others broke too, with no success between: the destination is at
+    /// fault. The charges in `refund` are undone.
+    Destination { refund: Vec<i64> },
+}
+
+impl BreakRun {
+    fn stored(&mut self) {
+        *self = BreakRun::default();
+    }
+
+    fn broke_on(&mut self, instance_id: i64) -> Blame {
+        self.breaks += 1;
+        self.instances.insert(instance_id);
+        if self.instances.len() == 1 {
+            self.charged.push(instance_id);
+            Blame::Instance
+        } else {
+            Blame::Destination {
+                refund: std::mem::take(&mut self.charged),
+            }
+        }
+    }
+
+    /// How many breaks in a row have been the destination's.
+    fn outage_breaks(&self) -> u32 {
+        if self.instances.len() > 1 {
+            self.breaks
+        } else {
+            0
+        }
+    }
 }
 
 impl Worker {
@@ -166,7 +218,31 @@ impl Worker {
                 continue;
             }
             self.session(batch, &mut work).await;
+            let outage = self.break_run().outage_breaks();
+            if outage > 0 {
+                // The destination itself is failing: wait before the next
+                // association rather than hammer it.
+                let fwd = &self.config.forward;
+                let pause = backoff::delay(
+                    outage - 1,
+                    fwd.retry_initial(),
+                    fwd.retry_max(),
+                    rand::random::<f64>(),
+                );
+                tracing::info!(
+                    message = "destination failing on every instance; pausing",
+                    pause_ms = pause.as_millis() as u64
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
         }
+    }
+
+    fn break_run(&self) -> std::sync::MutexGuard<'_, BreakRun> {
+        self.breaks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn contexts_for(batch: &[Queued]) -> Vec<(String, Vec<String>)> {
@@ -220,7 +296,10 @@ impl Worker {
             tls: self.tls.clone(),
         };
         let mut scu = match StoreScu::connect(&opts, &contexts).await {
-            Ok((scu, _)) => scu,
+            Ok((mut scu, _)) => {
+                scu.on_progress(self.beat.ticker());
+                scu
+            }
             Err(e) => {
                 tracing::warn!(message = "cannot open an association to the destination", error = %e, pending = batch.len());
                 let mut attempted = Studies::default();
@@ -335,16 +414,26 @@ impl Worker {
             self.beat.progress();
             match sent {
                 Ok(Some(mark)) => {
+                    self.break_run().stored();
                     delivered += 1;
                     studies.add(q.study_uid.as_deref(), &q.sop_class_uid);
                     marks.push(mark);
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    // The association broke while this instance was on it. It
-                    // alone is charged (a PACS that chokes on one instance must
-                    // not hold back the rest); the others stay due.
-                    self.broke_on(q, &e.to_string()).await;
+                    // The association broke while this instance was on it.
+                    // If nothing else broke since the last success, it alone
+                    // is charged (a PACS that chokes on one instance must not
+                    // hold back the rest); the others stay due.
+                    let blame = self.break_run().broke_on(q.instance_id);
+                    match blame {
+                        Blame::Instance => self.broke_on(q, &e.to_string()).await,
+                        Blame::Destination { refund } => {
+                            self.refund(refund).await;
+                            self.retry_all(std::slice::from_ref(q), None, &e.to_string())
+                                .await;
+                        }
+                    }
                     outcome = Err(e);
                     break;
                 }
@@ -503,6 +592,34 @@ impl Worker {
         }
     }
 
+    /// Undoes the charges of a run of breaks that turned out to be the
+    /// destination's, taking up again what they dead-lettered.
+    async fn refund(&self, charged: Vec<i64>) {
+        if charged.is_empty() {
+            return;
+        }
+        let name = self.name();
+        let result = self
+            .spool
+            .index()
+            .call(move |tx| {
+                let mut revived = 0;
+                for id in charged {
+                    revived += queue::uncharge_break(tx, id, &name, now_ms())?;
+                }
+                Ok(revived)
+            })
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(revived) => tracing::warn!(
+                message = "dead letters taken up again: the destination breaks on every instance, not only on them",
+                count = revived
+            ),
+            Err(e) => tracing::error!(message = "cannot undo the charges of broken associations", error = %e),
+        }
+    }
+
     async fn dead(&self, q: &Queued, status: Option<u16>, reason: &str) {
         tracing::warn!(message = "instance dead-lettered", reason, sop_instance_uid = %q.sop_instance_uid);
         let name = self.name();
@@ -562,5 +679,24 @@ fn describe(status: Status, comment: Option<&str>) -> String {
     match comment {
         Some(c) if !c.is_empty() => format!("destination answered {status}: {c}"),
         _ => format!("destination answered {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaks_on_one_instance_are_its_own_breaks_on_several_the_destinations() {
+        let mut run = BreakRun::default();
+        assert_eq!(run.broke_on(7), Blame::Instance);
+        assert_eq!(run.broke_on(7), Blame::Instance);
+        assert_eq!(run.outage_breaks(), 0);
+        assert_eq!(run.broke_on(8), Blame::Destination { refund: vec![7, 7] });
+        assert_eq!(run.outage_breaks(), 3);
+        assert_eq!(run.broke_on(7), Blame::Destination { refund: vec![] });
+        run.stored();
+        assert_eq!(run.outage_breaks(), 0);
+        assert_eq!(run.broke_on(9), Blame::Instance);
     }
 }

@@ -196,6 +196,31 @@ pub fn broke_association(
     )
 }
 
+/// Takes back one charge of a broken association from an instance: the
+/// break turned out to be the destination's. If the charges had
+/// dead-lettered it, it is taken up again. Returns how many were taken up.
+pub fn uncharge_break(
+    tx: &Connection,
+    instance_id: i64,
+    destination: &str,
+    now_ms: i64,
+) -> Result<usize, IndexError> {
+    let revived = tx.execute(
+        &format!(
+            "UPDATE deliveries SET {}
+             WHERE instance_id=?2 AND destination=?3 AND state='dead' AND broken_associations>=?4",
+            crate::spool::requeue_set("the destination broke on other instances too")
+        ),
+        params![now_ms, instance_id, destination, MAX_BROKEN_ASSOCIATIONS],
+    )?;
+    tx.execute(
+        "UPDATE deliveries SET broken_associations=max(broken_associations-1, 0)
+         WHERE instance_id=?1 AND destination=?2 AND state='pending'",
+        params![instance_id, destination],
+    )?;
+    Ok(revived)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +292,46 @@ mod tests {
         assert_eq!(prioritise(&conn, "2.25.100", 1).unwrap(), 1);
         assert_eq!(prioritise(&conn, "2.25.200", 1).unwrap(), 3);
         assert_eq!(order(&conn)[0], (5, true));
+    }
+
+    #[test]
+    fn a_break_taken_back_revives_what_the_breaks_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
+        add(&conn, 1, "2.25.100");
+        add(&conn, 2, "2.25.100");
+        let queued = |id: i64| {
+            next_batch(&conn, "pacs", i64::MAX, 10)
+                .unwrap()
+                .into_iter()
+                .find(|q| q.instance_id == id)
+        };
+        let q1 = queued(1).unwrap();
+        for _ in 0..MAX_BROKEN_ASSOCIATIONS {
+            broke_association(&conn, &q1, "pacs", "aborted", 10, 20, i64::MAX).unwrap();
+        }
+        let q2 = queued(2).unwrap();
+        broke_association(&conn, &q2, "pacs", "aborted", 10, 20, i64::MAX).unwrap();
+        let state = |id: i64| -> (String, i64) {
+            conn.query_row(
+                "SELECT state, broken_associations FROM deliveries WHERE instance_id=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(state(1), ("dead".into(), 3));
+        assert_eq!(state(2), ("pending".into(), 1));
+
+        assert_eq!(uncharge_break(&conn, 1, "pacs", 30).unwrap(), 1);
+        assert_eq!(uncharge_break(&conn, 1, "pacs", 30).unwrap(), 0);
+        assert_eq!(state(1), ("pending".into(), 0));
+        assert!(queued(1).is_some());
+        assert_eq!(uncharge_break(&conn, 2, "pacs", 30).unwrap(), 0);
+        assert_eq!(state(2), ("pending".into(), 0));
+        // A dead letter for another reason (a refusal) is left alone.
+        dead(&conn, 2, "pacs", Some(0xA900), "refused", 40).unwrap();
+        assert_eq!(uncharge_break(&conn, 2, "pacs", 50).unwrap(), 0);
+        assert_eq!(state(2).0, "dead");
     }
 }

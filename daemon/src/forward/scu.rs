@@ -102,6 +102,7 @@ impl StoreScu {
                 )?)
             }
         };
+        writer.limit_stalls(opts.dimse_timeout);
         let proposed: Vec<PresentationContextProposed> = contexts
             .iter()
             .enumerate()
@@ -169,6 +170,11 @@ impl StoreScu {
             },
             ids,
         ))
+    }
+
+    /// `tick` is called whenever the peer takes part of a message.
+    pub fn on_progress(&mut self, tick: Box<dyn Fn() + Send + Sync>) {
+        self.writer.on_progress(tick);
     }
 
     /// The accepted context for a SOP class in one of the given syntaxes,

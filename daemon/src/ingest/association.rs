@@ -28,6 +28,9 @@ pub async fn run(
         over_tls,
         artim_left,
     } = conn;
+    // A scanner that stops reading our responses must not hold the
+    // association (and its slot) forever.
+    writer.limit_stalls(cfg.dimse_timeout());
 
     // ARTIM: the request must come promptly.
     let rq = match reader

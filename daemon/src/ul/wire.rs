@@ -21,6 +21,9 @@ pub enum WireError {
     /// Nothing (or not a whole PDU) arrived in time.
     #[error("timed out after {0:?} waiting for a PDU")]
     Timeout(Duration),
+    /// The peer took none of what we were sending for this long.
+    #[error("the peer took nothing of what was sent for {0:?}")]
+    WriteStalled(Duration),
     /// The peer announced a PDU larger than allowed.
     #[error("PDU of {len} bytes exceeds the limit of {limit}")]
     TooLarge { len: u32, limit: u32 },
@@ -246,6 +249,11 @@ pub fn split_pdata(body: Bytes) -> Result<Vec<Pdv>, WireError> {
 pub struct PduWriter {
     stream: WriteHalf,
     buf: Vec<u8>,
+    /// How long one write may wait for the peer to take anything (a peer
+    /// that stops reading must not hold the task forever).
+    stall_limit: Option<Duration>,
+    /// Called whenever the peer has taken part of a message.
+    progress: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl PduWriter {
@@ -253,14 +261,28 @@ impl PduWriter {
         PduWriter {
             stream,
             buf: Vec::with_capacity(64 * 1024),
+            stall_limit: None,
+            progress: None,
         }
+    }
+
+    /// Fails a write with [`WireError::WriteStalled`] once the peer has
+    /// taken nothing for `limit`.
+    pub fn limit_stalls(&mut self, limit: Duration) {
+        self.stall_limit = Some(limit);
+    }
+
+    /// `tick` is called each time the peer takes part of a message: a long
+    /// message on a slow link is progress, not a stall.
+    pub fn on_progress(&mut self, tick: Box<dyn Fn() + Send + Sync>) {
+        self.progress = Some(tick);
     }
 
     pub async fn send(&mut self, pdu: &Pdu) -> Result<(), WireError> {
         self.buf.clear();
         dicom_ul::write_pdu(&mut self.buf, pdu).map_err(|e| WireError::Malformed(e.to_string()))?;
-        self.stream.write_all(&self.buf).await?;
-        self.stream.flush().await?;
+        bounded(self.stall_limit, self.stream.write_all(&self.buf)).await?;
+        bounded(self.stall_limit, self.stream.flush()).await?;
         Ok(())
     }
 
@@ -275,8 +297,8 @@ impl PduWriter {
     ) -> Result<(), WireError> {
         if bytes.len() <= 64 * 1024 {
             write_pdata(&mut self.buf, context_id, is_command, bytes, peer_max);
-            self.stream.write_all(&self.buf).await?;
-            self.stream.flush().await?;
+            bounded(self.stall_limit, self.stream.write_all(&self.buf)).await?;
+            bounded(self.stall_limit, self.stream.flush()).await?;
             return Ok(());
         }
         // Large data sets go out header + slice, without copying them first,
@@ -302,14 +324,34 @@ impl PduWriter {
                 .iter()
                 .flat_map(|(head, chunk)| [IoSlice::new(head), IoSlice::new(chunk)])
                 .collect();
-            write_all_vectored(&mut self.stream, &mut slices).await?;
+            write_all_vectored(
+                &mut self.stream,
+                &mut slices,
+                self.stall_limit,
+                self.progress.as_deref(),
+            )
+            .await?;
         }
-        self.stream.flush().await?;
+        bounded(self.stall_limit, self.stream.flush()).await?;
         Ok(())
     }
 
     pub async fn shutdown(&mut self) {
-        let _ = self.stream.shutdown().await;
+        let _ = bounded(self.stall_limit, self.stream.shutdown()).await;
+    }
+}
+
+/// `io` within `limit`, if there is one.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, WireError> {
+    match limit {
+        None => Ok(io.await?),
+        Some(limit) => match tokio::time::timeout(limit, io).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(WireError::WriteStalled(limit)),
+        },
     }
 }
 
@@ -319,11 +361,16 @@ const GATHER_BYTES: usize = 256 * 1024;
 async fn write_all_vectored(
     stream: &mut WriteHalf,
     mut slices: &mut [IoSlice<'_>],
-) -> std::io::Result<()> {
+    stall_limit: Option<Duration>,
+    progress: Option<&(dyn Fn() + Send + Sync)>,
+) -> Result<(), WireError> {
     while !slices.is_empty() {
-        let n = stream.write_vectored(slices).await?;
+        let n = bounded(stall_limit, stream.write_vectored(slices)).await?;
         if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+        }
+        if let Some(tick) = progress {
+            tick();
         }
         IoSlice::advance_slices(&mut slices, n);
     }
@@ -606,6 +653,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The peer takes the first 300 kB, then reads nothing more.
+    #[test]
+    fn a_peer_that_stops_reading_stalls_the_write_after_the_limit() {
+        let (ours, theirs) = tokio::io::duplex(300 * 1024);
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut writer = PduWriter::new(Box::new(ours));
+        writer.limit_stalls(Duration::from_millis(200));
+        let counted = ticks.clone();
+        writer.on_progress(Box::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }));
+        let data = vec![5u8; 4 << 20];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let r = rt.block_on(writer.send_message(1, false, &data, 16_384));
+        assert!(
+            matches!(r, Err(WireError::WriteStalled(d)) if d == Duration::from_millis(200)),
+            "{r:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        drop(theirs);
     }
 
     #[test]

@@ -386,6 +386,39 @@ fn instance_on_which_the_pacs_breaks_the_association_is_dead_lettered_and_the_re
     assert_eq!(uids(&received), uids(&rest), "what the PACS stored");
 }
 
+/// A PACS that aborts on every C-STORE for a while (its storage or database
+/// down). The breaks fall on several instances, so they are the PACS's, not
+/// any one instance's: nothing stays dead-lettered, and once the PACS stores
+/// again the whole series arrives, once and intact.
+#[test]
+fn a_pacs_breaking_on_every_instance_for_a_while_dead_letters_nothing() {
+    let dir = scratch("pacs-aborts-all");
+    let port = free_port();
+    let mut pacs = PyPacs::start_args(dir.path(), port, &["--abort-all-for".into(), "8".into()]);
+    let cfg = DaemonConfig::ct01_to_pacs(port).retry_secs(1, 1);
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let ct_dir = dir.path().join("ct");
+    let ct = phantom(&StudySpec::new(Kind::Ct, 3501).with_count(8), &ct_dir);
+    let out = storescu(daemon.port, "CT01", &["+sd"], &[ct_dir.as_path()]);
+    assert_eq!(storescu_successes(&out.stderr).len(), 8, "{out}");
+
+    let status = daemon.wait_settled(8, Duration::from_secs(90));
+    let d = status.destination("pacs");
+    assert_eq!((d.delivered, d.dead), (8, 0), "{}", status.summary());
+    let log = pacs.log_text();
+    let aborted: BTreeSet<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("ABORTED "))
+        .collect();
+    assert!(
+        aborted.len() >= 2,
+        "the PACS should have aborted on several instances:\n{log}"
+    );
+    let received = pacs.received();
+    assert_delivered_identical(&ct, &received);
+    assert_eq!(duplicates(&received), Default::default());
+}
+
 fn dead_letters(spool: &std::path::Path, args: &[&str]) -> CmdOutput {
     run_cmd(
         Command::new(firstlookd_bin())
