@@ -3,14 +3,16 @@
 transfer syntax, writes each received data set bit-exactly as a Part-10 file
 <OUT>/<SOPInstanceUID>.<n>.dcm, and answers 0x0000, except for the SOP
 Instance UIDs given with --refuse UID=STATUS (hex), which get that status and
-are not stored, and those given with --abort-on UID, on which it aborts the
+are not stored (with --refuse-once UID=A700, only the first time it is
+sent), and those given with --abort-on UID, on which it aborts the
 association (A-ABORT) instead of answering, every time they are sent. With
 --warn UID=B000 it stores the instance and answers that warning status; with
 --delay SECONDS it waits that long before answering each C-STORE (a slow
 archive); with --abort-all-for SECONDS it aborts on every C-STORE for that
 long after it starts (a PACS whose storage or database is down).
 
-usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]... [--abort-on UID]...
+usage: pacs_scp.py PORT AE_TITLE OUT_DIR [--refuse UID=A900]... [--refuse-once UID=A700]...
+                   [--abort-on UID]...
                    [--warn UID=B000]... [--delay SECONDS] [--abort-all-for SECONDS]
 Prints "ready" once listening, and one line per C-STORE received
 (STORED, REFUSED or ABORTED, then the UID; STORED then gives the DIMSE
@@ -52,6 +54,12 @@ def main() -> int:
         uid, status = args[i + 1].split("=")
         refuse[uid] = int(status, 16)
         del args[i : i + 2]
+    refuse_once = {}
+    while "--refuse-once" in args:
+        i = args.index("--refuse-once")
+        uid, status = args[i + 1].split("=")
+        refuse_once[uid] = int(status, 16)
+        del args[i : i + 2]
     warn = {}
     while "--warn" in args:
         i = args.index("--warn")
@@ -89,6 +97,11 @@ def main() -> int:
         if uid in refuse:
             print(f"REFUSED {uid} 0x{refuse[uid]:04X}", flush=True)
             return refuse[uid]
+        with lock:
+            once = refuse_once.pop(uid, None)
+        if once is not None:
+            print(f"REFUSED {uid} 0x{once:04X}", flush=True)
+            return once
         if uid in abort_on or time.monotonic() < abort_all_until:
             print(f"ABORTED {uid}", flush=True)
             # Blocks until the A-ABORT is sent and the connection closed, so

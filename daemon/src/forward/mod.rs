@@ -124,6 +124,15 @@ struct BreakRun {
     charged: Vec<i64>,
 }
 
+/// What became of one instance offered on an association.
+enum Sent {
+    /// Stored; its delivery is being recorded.
+    Delivered(Mark),
+    /// A transient refusal: it, and its series behind it, wait.
+    Rescheduled,
+    DeadLettered,
+}
+
 /// What a break on an instance means, given the run so far.
 #[derive(Debug, PartialEq, Eq)]
 enum Blame {
@@ -398,6 +407,7 @@ impl Worker {
         let mut spare = Vec::new();
         let mut next_read = batch.first().map(|q| self.read(q, Vec::new()));
         let mut outcome = Ok(());
+        let mut held = std::collections::HashSet::new();
         for (i, q) in batch.iter().enumerate() {
             let read = next_read.take().expect("read started for every instance");
             let (read, buf) = match read.await {
@@ -407,19 +417,26 @@ impl Worker {
             next_read = batch
                 .get(i + 1)
                 .map(|n| self.read(n, std::mem::take(&mut spare)));
+            if q.series_uid.as_ref().is_some_and(|s| held.contains(s)) {
+                // An earlier instance of its series was rescheduled, and it
+                // with it: sending it now would overtake that one.
+                spare = buf;
+                continue;
+            }
             let dataset = read.map(|()| buf.as_slice());
             let span = tracing::info_span!("study", uid = q.study_uid.as_deref().unwrap_or("-"));
             let sent = self.send_one(scu, q, dataset).instrument(span).await;
             spare = buf;
             self.beat.progress();
             match sent {
-                Ok(Some(mark)) => {
+                Ok(Sent::Delivered(mark)) => {
                     self.break_run().stored();
                     delivered += 1;
                     studies.add(q.study_uid.as_deref(), &q.sop_class_uid);
                     marks.push(mark);
                 }
-                Ok(None) => {}
+                Ok(Sent::Rescheduled) => held.extend(q.series_uid.iter().cloned()),
+                Ok(Sent::DeadLettered) => {}
                 Err(e) => {
                     // The association broke while this instance was on it.
                     // If nothing else broke since the last success, it alone
@@ -451,14 +468,13 @@ impl Worker {
         outcome.map(|()| delivered)
     }
 
-    /// Sends one instance. Ok(Some(pending record)) if delivered, Ok(None) if
-    /// rescheduled or dead-lettered, Err if the association is no longer usable.
+    /// Sends one instance; Err if the association is no longer usable.
     async fn send_one(
         &self,
         scu: &mut StoreScu,
         q: &Queued,
         dataset: std::io::Result<&[u8]>,
-    ) -> Result<Option<Mark>, ScuError> {
+    ) -> Result<Sent, ScuError> {
         let stored_ts = q.transfer_syntax_uid.as_str();
         let Some((ctx, ts)) = scu.context_for(&q.sop_class_uid, &Self::syntaxes(q)) else {
             let reason = format!(
@@ -466,7 +482,7 @@ impl Worker {
                 q.sop_class_uid, stored_ts
             );
             self.dead(q, None, &reason).await;
-            return Ok(None);
+            return Ok(Sent::DeadLettered);
         };
         let dataset = match dataset {
             Ok(d) => d,
@@ -477,7 +493,7 @@ impl Worker {
                     &format!("cannot read the instance from the spool: {e}"),
                 )
                 .await;
-                return Ok(None);
+                return Ok(Sent::DeadLettered);
             }
         };
         let transcoded;
@@ -491,7 +507,7 @@ impl Worker {
                 }
                 Err(e) => {
                     self.dead(q, None, &e.to_string()).await;
-                    return Ok(None);
+                    return Ok(Sent::DeadLettered);
                 }
             }
         };
@@ -524,7 +540,7 @@ impl Worker {
                     tracing::info!(message = "destination stored with a warning", status = %status);
                 }
                 let (spool, name, id) = (Arc::clone(&self.spool), self.name(), q.instance_id);
-                Ok(Some(tokio::spawn(async move {
+                Ok(Sent::Delivered(tokio::spawn(async move {
                     spool
                         .index()
                         .call(move |tx| {
@@ -537,12 +553,12 @@ impl Worker {
                 let reason = describe(status, comment.as_deref());
                 self.retry_all(std::slice::from_ref(q), Some(status.0), &reason)
                     .await;
-                Ok(None)
+                Ok(Sent::Rescheduled)
             }
             StatusClass::Permanent => {
                 let reason = describe(status, comment.as_deref());
                 self.dead(q, Some(status.0), &reason).await;
-                Ok(None)
+                Ok(Sent::DeadLettered)
             }
         }
     }

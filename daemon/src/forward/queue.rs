@@ -1,6 +1,6 @@
 //! The forward queue of one destination, as index queries and updates.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::spool::IndexError;
 
@@ -22,15 +22,25 @@ pub struct Queued {
     pub urgent: bool,
 }
 
+/// `waiting`: for each series with an instance waiting out a backoff, the
+/// first such instance. What came after it in its series waits too, also
+/// what arrived after the backoff began.
 const NEXT_BATCH: &str =
-    "SELECT i.id, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.series_uid, i.segment,
+    "WITH waiting AS MATERIALIZED (
+       SELECT i.series_uid AS series, min(i.id) AS first
+       FROM deliveries d JOIN instances i ON i.id = d.instance_id
+       WHERE d.destination=?1 AND d.state='pending' AND d.next_attempt_at>?2 AND i.series_uid IS NOT NULL
+       GROUP BY i.series_uid)
+     SELECT i.id, i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax_uid, i.series_uid, i.segment,
             i.body_offset, i.body_len, i.dataset_offset, d.attempts, i.study_uid, d.priority
      FROM deliveries d JOIN instances i ON i.id = d.instance_id
      WHERE d.destination=?1 AND d.state='pending' AND d.next_attempt_at<=?2
+       AND NOT EXISTS (SELECT 1 FROM waiting w WHERE w.series = i.series_uid AND w.first < i.id)
      ORDER BY d.priority DESC, i.id LIMIT ?3";
 
 /// Due instances, urgent studies' first (their report ahead of their
-/// images), then in arrival order (which keeps each series in order).
+/// images), then in arrival order (which keeps each series in order), none
+/// behind an earlier instance of its series that is not yet due.
 pub fn next_batch(
     tx: &Connection,
     destination: &str,
@@ -107,7 +117,7 @@ pub fn dead(
     tx.execute(
         "UPDATE deliveries SET state='dead', attempts=attempts+1, last_status=?3, reason=?4, done_at=?5,
            first_failure_at=coalesce(first_failure_at, ?5)
-         WHERE instance_id=?1 AND destination=?2",
+         WHERE instance_id=?1 AND destination=?2 AND state='pending'",
         params![instance_id, destination, status, reason, now_ms],
     )?;
     Ok(())
@@ -140,7 +150,7 @@ pub fn retry(
     }
     tx.execute(
         "UPDATE deliveries SET attempts=attempts+1, last_status=?3, reason=?4, first_failure_at=?5, next_attempt_at=?6
-         WHERE instance_id=?1 AND destination=?2",
+         WHERE instance_id=?1 AND destination=?2 AND state='pending'",
         params![q.instance_id, destination, status, reason, first, next_at_ms],
     )?;
     if let Some(series) = &q.series_uid {
@@ -171,12 +181,18 @@ pub fn broke_association(
     next_at_ms: i64,
     give_up_ms: i64,
 ) -> Result<bool, IndexError> {
-    let broken: i64 = tx.query_row(
-        "UPDATE deliveries SET broken_associations=broken_associations+1
-         WHERE instance_id=?1 AND destination=?2 RETURNING broken_associations",
-        params![q.instance_id, destination],
-        |r| r.get(0),
-    )?;
+    let Some(broken): Option<i64> = tx
+        .query_row(
+            "UPDATE deliveries SET broken_associations=broken_associations+1
+             WHERE instance_id=?1 AND destination=?2 AND state='pending' RETURNING broken_associations",
+            params![q.instance_id, destination],
+            |r| r.get(0),
+        )
+        .optional()?
+    else {
+        // Superseded by a newer version meanwhile: nothing left to charge.
+        return Ok(false);
+    };
     if broken >= MAX_BROKEN_ASSOCIATIONS {
         let why = format!(
             "the destination broke the association {broken} times while receiving this instance; last: {reason}"
@@ -333,5 +349,67 @@ mod tests {
         dead(&conn, 2, "pacs", Some(0xA900), "refused", 40).unwrap();
         assert_eq!(uncharge_break(&conn, 2, "pacs", 50).unwrap(), 0);
         assert_eq!(state(2).0, "dead");
+    }
+
+    #[test]
+    fn a_version_superseded_while_on_the_wire_is_not_dead_lettered_or_charged() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
+        add(&conn, 1, "2.25.100");
+        let q = next_batch(&conn, "pacs", 1, 10).unwrap().remove(0);
+        conn.execute(
+            "UPDATE deliveries SET state='superseded' WHERE instance_id=1",
+            [],
+        )
+        .unwrap();
+        dead(&conn, 1, "pacs", Some(0xA900), "refused", 10).unwrap();
+        assert!(!broke_association(&conn, &q, "pacs", "aborted", 10, 20, 0).unwrap());
+        assert!(!retry(&conn, &q, "pacs", Some(0xA700), "busy", 10, 20, i64::MAX).unwrap());
+        let row: (String, i64, i64) = conn
+            .query_row(
+                "SELECT state, attempts, broken_associations FROM deliveries WHERE instance_id=1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("superseded".into(), 0, 0));
+    }
+
+    #[test]
+    fn nothing_overtakes_an_instance_of_its_series_waiting_out_a_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::spool::open_for_maintenance(&dir.path().join("index.sqlite")).unwrap();
+        for id in 1..=4 {
+            add(&conn, id, "2.25.100");
+        }
+        conn.execute(
+            "UPDATE instances SET series_uid = CASE WHEN id = 4 THEN '2.25.9' ELSE '2.25.8' END",
+            [],
+        )
+        .unwrap();
+        // 1 and 2 were delivered; 3 waits out a backoff until 100. 4 is of another series.
+        conn.execute(
+            "UPDATE deliveries SET state='delivered' WHERE instance_id IN (1, 2)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE deliveries SET next_attempt_at=100 WHERE instance_id=3",
+            [],
+        )
+        .unwrap();
+        // 5 arrives in 3's series meanwhile, due at once.
+        add(&conn, 5, "2.25.100");
+        conn.execute("UPDATE instances SET series_uid='2.25.8' WHERE id=5", [])
+            .unwrap();
+        let ids = |now: i64| -> Vec<i64> {
+            next_batch(&conn, "pacs", now, 10)
+                .unwrap()
+                .iter()
+                .map(|q| q.instance_id)
+                .collect()
+        };
+        assert_eq!(ids(50), [4]);
+        assert_eq!(ids(100), [3, 4, 5]);
     }
 }

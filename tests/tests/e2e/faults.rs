@@ -419,6 +419,48 @@ fn a_pacs_breaking_on_every_instance_for_a_while_dead_letters_nothing() {
     assert_eq!(duplicates(&received), Default::default());
 }
 
+/// The PACS is busy (0xA700) once for the third image of a series that is
+/// queued whole: the images behind it wait for it, so the PACS still gets
+/// the series in order.
+#[test]
+fn a_transient_refusal_holds_the_rest_of_its_series_so_it_arrives_in_order() {
+    let dir = scratch("refuse-once");
+    let port = free_port();
+    let cfg = DaemonConfig::ct01_to_pacs(port).retry_secs(1, 1);
+    let mut daemon = Daemon::start(dir.path(), &cfg);
+    let ct_dir = dir.path().join("ct");
+    let ct = phantom(&StudySpec::new(Kind::Ct, 3601).with_count(8), &ct_dir);
+    let out = storescu(daemon.port, "CT01", &["+sd"], &[ct_dir.as_path()]);
+    let sent: Vec<String> = storescu_successes(&out.stderr)
+        .iter()
+        .map(|p| {
+            ct.iter()
+                .find(|f| &f.path == p)
+                .map(|f| f.sop_instance_uid.clone())
+                .unwrap_or_else(|| panic!("{} is not one of the series", p.display()))
+        })
+        .collect();
+    assert_eq!(sent.len(), 8, "{out}");
+
+    // The PACS comes up with the whole series queued.
+    let busy_once = format!("{}=A700", sent[2]);
+    let mut pacs = PyPacs::start_args(dir.path(), port, &["--refuse-once".into(), busy_once]);
+    let status = daemon.wait_settled(8, Duration::from_secs(60));
+    let d = status.destination("pacs");
+    assert_eq!((d.delivered, d.dead), (8, 0), "{}", status.summary());
+    let log = pacs.log_text();
+    assert!(
+        log.contains(&format!("REFUSED {} 0xA700", sent[2])),
+        "{log}"
+    );
+    let stored: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("STORED "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert_eq!(stored, sent, "the order the PACS stored them in:\n{log}");
+}
+
 fn dead_letters(spool: &std::path::Path, args: &[&str]) -> CmdOutput {
     run_cmd(
         Command::new(firstlookd_bin())
