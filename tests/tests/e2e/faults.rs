@@ -444,7 +444,7 @@ fn a_transient_refusal_holds_the_rest_of_its_series_so_it_arrives_in_order() {
 
     // The PACS comes up with the whole series queued.
     let busy_once = format!("{}=A700", sent[2]);
-    let mut pacs = PyPacs::start_args(dir.path(), port, &["--refuse-once".into(), busy_once]);
+    let pacs = PyPacs::start_args(dir.path(), port, &["--refuse-once".into(), busy_once]);
     let status = daemon.wait_settled(8, Duration::from_secs(60));
     let d = status.destination("pacs");
     assert_eq!((d.delivered, d.dead), (8, 0), "{}", status.summary());
