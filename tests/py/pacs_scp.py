@@ -46,26 +46,22 @@ ALL_TS = [
 ]
 
 
+def uid_statuses(args, flag):
+    """Takes every `flag UID=STATUS` (hex) out of args."""
+    found = {}
+    while flag in args:
+        i = args.index(flag)
+        uid, status = args[i + 1].split("=")
+        found[uid] = int(status, 16)
+        del args[i : i + 2]
+    return found
+
+
 def main() -> int:
     args = sys.argv[1:]
-    refuse = {}
-    while "--refuse" in args:
-        i = args.index("--refuse")
-        uid, status = args[i + 1].split("=")
-        refuse[uid] = int(status, 16)
-        del args[i : i + 2]
-    refuse_once = {}
-    while "--refuse-once" in args:
-        i = args.index("--refuse-once")
-        uid, status = args[i + 1].split("=")
-        refuse_once[uid] = int(status, 16)
-        del args[i : i + 2]
-    warn = {}
-    while "--warn" in args:
-        i = args.index("--warn")
-        uid, status = args[i + 1].split("=")
-        warn[uid] = int(status, 16)
-        del args[i : i + 2]
+    refuse = uid_statuses(args, "--refuse")
+    refuse_once = uid_statuses(args, "--refuse-once")
+    warn = uid_statuses(args, "--warn")
     delay = 0.0
     if "--delay" in args:
         i = args.index("--delay")
