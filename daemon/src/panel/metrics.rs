@@ -69,26 +69,20 @@ impl Out {
 /// The exposition for `status` plus what only the index's tables give.
 pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexError> {
     let mut o = Out(String::new());
+    // Counts of what the spool holds: they fall when retention removes
+    // instances, so they are gauges, not counters.
     o.family(
-        "firstlook_instances_received_total",
-        "counter",
+        "firstlook_spool_instances",
+        "gauge",
         "Instances received from scanners and held in the spool.",
     );
-    o.sample(
-        "firstlook_instances_received_total",
-        &[],
-        status.instances as f64,
-    );
+    o.sample("firstlook_spool_instances", &[], status.instances as f64);
     o.family(
-        "firstlook_results_written_total",
-        "counter",
-        "Instances the box made (SR reports and heatmap images).",
+        "firstlook_spool_results",
+        "gauge",
+        "Instances the box made (SR reports and heatmap images) held in the spool.",
     );
-    o.sample(
-        "firstlook_results_written_total",
-        &[],
-        status.results as f64,
-    );
+    o.sample("firstlook_spool_results", &[], status.results as f64);
     o.family(
         "firstlook_spool_bytes",
         "gauge",
@@ -108,9 +102,9 @@ pub fn render(status: &StatusReport, conn: &Connection) -> Result<String, IndexE
     type PerDestination = fn(&DestinationStatus) -> u64;
     let per_destination: [(&str, &str, &str, PerDestination); 3] = [
         (
-            "firstlook_forwarded_total",
-            "counter",
-            "Instances delivered to a destination.",
+            "firstlook_spool_delivered",
+            "gauge",
+            "Instances in the spool delivered to a destination.",
             |d| d.delivered,
         ),
         (

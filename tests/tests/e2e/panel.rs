@@ -95,9 +95,9 @@ fn health_and_metrics_report_the_box_and_parse_as_prometheus_text() {
         firstlook_e2e::metrics::sample(&parsed, name, labels)
             .unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"))
     };
-    assert_eq!(value("firstlook_instances_received_total", &[]), 2.0);
+    assert_eq!(value("firstlook_spool_instances", &[]), 2.0);
     assert_eq!(
-        value("firstlook_forwarded_total", &[("destination", "pacs")]),
+        value("firstlook_spool_delivered", &[("destination", "pacs")]),
         2.0
     );
     assert_eq!(
