@@ -201,6 +201,7 @@ impl Worker {
             }
             work.borrow_and_update();
             let step = self.beat.busy();
+            let looked_at = now_ms();
             let Some(batch) = self.fetch().await else {
                 drop(step);
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -211,7 +212,7 @@ impl Worker {
                 let due = self
                     .spool
                     .index()
-                    .call(move |tx| queue::next_due(tx, &name))
+                    .call(move |tx| queue::next_due(tx, &name, looked_at))
                     .await
                     .ok()
                     .flatten();

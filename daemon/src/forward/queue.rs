@@ -78,11 +78,19 @@ pub fn prioritise(tx: &Connection, study_uid: &str, priority: i64) -> Result<usi
     )?)
 }
 
-/// When the next pending delivery falls due, if any.
-pub fn next_due(tx: &Connection, destination: &str) -> Result<Option<i64>, IndexError> {
+/// When the next pending delivery falls due, if any, after a look at the
+/// queue at `looked_at` gave out nothing: what was already due then waits
+/// behind an instance of its series, so only what falls due later counts
+/// (else a backoff would be waited out in 10 ms polls).
+pub fn next_due(
+    tx: &Connection,
+    destination: &str,
+    looked_at: i64,
+) -> Result<Option<i64>, IndexError> {
     Ok(tx.query_row(
-        "SELECT min(next_attempt_at) FROM deliveries WHERE destination=?1 AND state='pending'",
-        params![destination],
+        "SELECT min(next_attempt_at) FROM deliveries
+         WHERE destination=?1 AND state='pending' AND next_attempt_at>?2",
+        params![destination, looked_at],
         |r| r.get(0),
     )?)
 }
@@ -411,5 +419,7 @@ mod tests {
         };
         assert_eq!(ids(50), [4]);
         assert_eq!(ids(100), [3, 4, 5]);
+        // 5, due but held back, does not make the worker look again before 100.
+        assert_eq!(next_due(&conn, "pacs", 50).unwrap(), Some(100));
     }
 }
